@@ -1,0 +1,584 @@
+"""The index: a "model binary" of item embeddings and attributes held as tensors on one
+device, searched exhaustively with attribute pre-filtering.
+
+Every public method takes `self.lock`, so a search never sees a half-applied batch and
+batches from several threads apply one after the other. Writes validate the whole batch
+before touching any tensor: a bad item rejects its batch and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from linr.attributes import AttributeStore
+from linr.errors import InvalidInput
+from linr.filters import filter_to_json, parse_filter
+from linr.ids import Id, IdMap
+from linr.metrics import check_metric, normalize_rows
+from linr.quantization import check_quantization, decode
+from linr.scan import _DEFAULT_SCAN_BYTES, Queries, Scanner
+from linr.storage import VectorStore
+
+FORMAT_VERSION = 1
+_GROWTH = 1.5  # capacity grows geometrically: amortized O(1) copies per row
+_NO_VERSION = np.iinfo(np.int64).min
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput("device 'cuda' was requested but CUDA is not available")
+    return dev
+
+
+@dataclass
+class UpsertResult:
+    created: np.ndarray  # bool [n]: the id was new
+    applied: np.ndarray  # bool [n]: False where a stale version was ignored
+
+
+@dataclass
+class Item:
+    id: Id
+    vector: np.ndarray
+    attributes: dict[str, Any]
+    version: int | None = None
+
+
+@dataclass
+class SearchResult:
+    """scores float32 [B, k] padded with -inf; rows int64 [B, k] padded with -1;
+    ids: per query, the ids of its (at most k) results in order."""
+
+    scores: np.ndarray
+    rows: np.ndarray
+    ids: list[list[Id]]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 [B, k] ids padded with -1 (integer-id indexes only), as faiss returns."""
+        out = np.full(self.rows.shape, -1, np.int64)
+        for b, ids in enumerate(self.ids):
+            out[b, : len(ids)] = ids
+        return out
+
+
+class Index:
+    def __init__(
+        self,
+        dim: int,
+        metric: str = "ip",
+        quantization: str = "fp32",
+        device: str | torch.device = "auto",
+        schema: Mapping[str, str] | None = None,
+        fields: Sequence[str] | None = None,
+        capacity: int = 1024,
+        id_kind: str | None = None,
+        scan_bytes: int = _DEFAULT_SCAN_BYTES,
+    ) -> None:
+        if not isinstance(dim, int) or dim < 1:
+            raise InvalidInput(f"dim must be a positive integer, got {dim!r}")
+        self.dim = dim
+        self.metric = check_metric(metric)
+        self.quantization = check_quantization(quantization)
+        self.device = resolve_device(device)
+        self.fields = list(fields) if fields is not None else None
+        capacity = max(int(capacity), 1)
+        self._store = VectorStore(dim, quantization, self.device, capacity, metric == "l2")
+        self._attrs = AttributeStore(self.device, schema, fields)
+        self._attrs.grow(capacity)
+        self._ids = IdMap(id_kind, capacity)
+        self._ids.grow(capacity)
+        self._valid = torch.zeros(capacity, dtype=torch.bool, device=self.device)
+        self._versions: np.ndarray | None = None  # allocated on the first versioned write
+        self._n_rows = 0  # rows [0, n_rows) have been used; the scan stops there
+        self._free: list[int] = []  # deleted rows, reused first
+        self._scanner = Scanner(self._store, metric, scan_bytes)
+        self.lock = threading.RLock()
+        self.manifest_extra: dict[str, Any] = {}
+
+    # ---- introspection -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, id_: object) -> bool:
+        return self._row_of(id_) >= 0
+
+    @property
+    def capacity(self) -> int:
+        return self._store.capacity
+
+    @property
+    def id_kind(self) -> str | None:
+        return self._ids.kind
+
+    @property
+    def schema(self) -> dict[str, str]:
+        return dict(self._attrs.schema)
+
+    def memory_bytes(self) -> dict[str, int]:
+        vec = self._store.memory_bytes() + self._valid.numel()
+        if self._versions is not None:
+            vec += self._versions.nbytes
+        return {
+            "vectors": vec,
+            "ids": self._ids.memory_bytes(),
+            "attributes": self._attrs.memory_bytes(),
+        }
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            mem = self.memory_bytes()
+            return {
+                "count": len(self),
+                "capacity": self.capacity,
+                "dim": self.dim,
+                "metric": self.metric,
+                "quantization": self.quantization,
+                "device": str(self.device),
+                "memory_bytes": sum(mem.values()),
+                "memory": mem,
+                "id_kind": self.id_kind,
+                "schema": self.schema,
+            }
+
+    # ---- writes --------------------------------------------------------------------------
+    def reserve(self, capacity: int) -> None:
+        """Make room for `capacity` rows now (a build that knows N avoids growth slack)."""
+        with self.lock:
+            if capacity > self.capacity:
+                self._grow_to(capacity)
+
+    def _grow_to(self, capacity: int) -> None:
+        self._store.grow(capacity)
+        self._attrs.grow(capacity)
+        self._ids.grow(capacity)
+        valid = torch.zeros(capacity, dtype=torch.bool, device=self.device)
+        valid[: self._valid.shape[0]] = self._valid
+        self._valid = valid
+        if self._versions is not None:
+            extra = np.full(capacity - self._versions.shape[0], _NO_VERSION, np.int64)
+            self._versions = np.concatenate([self._versions, extra])
+
+    def _allocate(self, n: int) -> np.ndarray:
+        reuse = self._free[-n:] if n else []
+        del self._free[len(self._free) - len(reuse) :]
+        fresh = n - len(reuse)
+        if self._n_rows + fresh > self.capacity:
+            self._grow_to(max(self._n_rows + fresh, int(self.capacity * _GROWTH) + 1))
+        rows = np.concatenate(
+            [np.asarray(reuse, np.int64), np.arange(self._n_rows, self._n_rows + fresh)]
+        )
+        self._n_rows += fresh
+        return rows
+
+    def _prepare_vectors(self, vectors: Any, n: int, what: str = "vectors") -> torch.Tensor:
+        x = torch.as_tensor(
+            np.asarray(vectors) if not isinstance(vectors, torch.Tensor) else vectors
+        )
+        if x.ndim == 1 and n == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            shape = tuple(x.shape)
+            raise InvalidInput(f"{what} have shape {shape}; the index expects [n, {self.dim}]")
+        if x.shape[0] != n:
+            raise InvalidInput(f"got {x.shape[0]} {what} for {n} ids")
+        if not (x.dtype.is_floating_point or x.dtype in (torch.int32, torch.int64)):
+            raise InvalidInput(f"{what} must be numbers, got dtype {x.dtype}")
+        x = x.to(torch.float32)
+        finite = torch.isfinite(x).all(1)
+        if not bool(finite.all()):
+            bad = int(torch.nonzero(~finite)[0])
+            raise InvalidInput(f"vector {bad} contains NaN or infinite values")
+        if self.metric == "cosine":
+            x = normalize_rows(x)
+        return x
+
+    def upsert(
+        self,
+        ids: Sequence[Id] | np.ndarray,
+        vectors: Any,
+        attributes: Sequence[Mapping[str, Any] | None] | None = None,
+        versions: Sequence[int | None] | None = None,
+    ) -> UpsertResult:
+        """Insert or replace items. Writes of one id apply in order; a version below the
+        item's current version is ignored (last writer wins). Validates the whole batch
+        first: on error nothing changes."""
+        with self.lock:
+            id_arr, kind = self._ids.normalize(ids)
+            n = len(id_arr)
+            x = self._prepare_vectors(vectors, n)
+            if attributes is not None and len(attributes) != n:
+                raise InvalidInput(f"got {len(attributes)} attribute objects for {n} ids")
+            vers = self._check_versions(versions, n)
+            attrs = list(attributes) if attributes is not None else [None] * n
+            prepared = self._attrs.prepare(attrs)  # validates the whole batch
+            rows = self._ids.lookup(id_arr) if self._ids.kind == kind else np.full(n, -1)
+            final, applied = self._plan_writes(id_arr, vers, rows)
+            created = np.zeros(n, bool)
+            created[final] = rows[final] < 0
+            if final.size == 0:
+                return UpsertResult(created, applied)
+            if final.size < n:
+                prepared = self._attrs.prepare([attrs[i] for i in final.tolist()])
+            # ---- nothing below can fail on bad input ----
+            rows = rows[final]
+            new = rows < 0
+            n_new = int(new.sum())
+            if n_new:
+                rows[new] = self._allocate(n_new)
+            rows_t = torch.from_numpy(rows)
+            old_rows = rows_t[torch.from_numpy(~new)]
+            if old_rows.numel():
+                self._attrs.clear(old_rows)
+            dev_rows = rows_t.to(self.device)
+            self._store.write(dev_rows, x[torch.from_numpy(final)].to(self.device))
+            self._attrs.write(rows_t, prepared)
+            if n_new:
+                pos = final[new]
+                new_ids = (
+                    id_arr[pos]
+                    if isinstance(id_arr, np.ndarray)
+                    else [id_arr[i] for i in pos.tolist()]
+                )
+                self._ids.insert(new_ids, rows[new], kind)
+            if vers is not None and self._versions is None:
+                self._versions = np.full(self.capacity, _NO_VERSION, np.int64)
+            if self._versions is not None:
+                self._versions[rows] = _NO_VERSION if vers is None else vers[final]
+            self._valid[dev_rows] = True
+            return UpsertResult(created, applied)
+
+    def _plan_writes(
+        self, ids: Any, vers: np.ndarray | None, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(positions whose writes are the final state of their id, applied mask [n]).
+        A write is stale when its version is below the id's current one (stored, or set by
+        an earlier write of the same batch); writes without a version always apply."""
+        n = rows.shape[0]
+        stored = np.full(n, _NO_VERSION, np.int64)
+        if self._versions is not None:
+            hit = rows >= 0
+            stored[hit] = self._versions[rows[hit]]
+        keys = ids.tolist() if isinstance(ids, np.ndarray) else ids
+        if len(set(keys)) == n:  # the common case, vectorized
+            if vers is None:
+                return np.arange(n), np.ones(n, bool)
+            applied = ~((vers != _NO_VERSION) & (stored != _NO_VERSION) & (vers < stored))
+            return np.nonzero(applied)[0], applied
+        applied = np.zeros(n, bool)
+        cur: dict[Any, int] = {}
+        last: dict[Any, int] = {}
+        for i, key in enumerate(keys):
+            v = _NO_VERSION if vers is None else int(vers[i])
+            c = cur.get(key, int(stored[i]))
+            if v != _NO_VERSION and c != _NO_VERSION and v < c:
+                continue
+            applied[i] = True
+            cur[key] = v
+            last[key] = i
+        return np.array(sorted(last.values()), np.int64), applied
+
+    def _check_versions(self, versions: Sequence[int | None] | None, n: int) -> np.ndarray | None:
+        if versions is None:
+            return None
+        if len(versions) != n:
+            raise InvalidInput(f"got {len(versions)} versions for {n} ids")
+        out = np.full(n, _NO_VERSION, np.int64)
+        for i, v in enumerate(versions):
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise InvalidInput(f"version {v!r} of item {i} is not an integer")
+            if not -(2**63) < int(v) < 2**63:
+                raise InvalidInput(f"version {v} of item {i} does not fit in 64 bits")
+            out[i] = v
+        return out
+
+    def delete(
+        self, ids: Sequence[Id] | np.ndarray, versions: Sequence[int | None] | None = None
+    ) -> np.ndarray:
+        """Remove items; returns bool [n], True where the id existed and was removed.
+        A delete whose version is below the item's current version is ignored."""
+        with self.lock:
+            id_arr, kind = self._ids.normalize(ids)
+            n = len(id_arr)
+            vers = self._check_versions(versions, n)
+            if n == 0 or self._ids.kind != kind:
+                return np.zeros(n, bool)
+            keys = id_arr.tolist() if isinstance(id_arr, np.ndarray) else id_arr
+            first: dict[Any, int] = {}
+            for i, key in enumerate(keys):
+                first.setdefault(key, i)
+            pos = np.fromiter(first.values(), np.int64, len(first))
+            uniq = id_arr[pos] if isinstance(id_arr, np.ndarray) else [id_arr[i] for i in pos]
+            rows = self._ids.lookup(uniq)
+            ok = rows >= 0
+            if vers is not None and self._versions is not None:
+                v = vers[pos]
+                cur = self._versions[np.maximum(rows, 0)]
+                ok &= ~((v != _NO_VERSION) & (cur != _NO_VERSION) & (v < cur))
+            removed = np.zeros(n, bool)
+            removed[pos[ok]] = True
+            if not ok.any():
+                return removed
+            rows = rows[ok]
+            gone = uniq[ok] if isinstance(uniq, np.ndarray) else [u for u, f in zip(uniq, ok) if f]
+            rows_t = torch.from_numpy(rows)
+            self._valid[rows_t.to(self.device)] = False
+            self._attrs.clear(rows_t)
+            self._ids.remove(gone, rows)
+            if self._versions is not None:
+                self._versions[rows] = _NO_VERSION
+            self._free.extend(rows.tolist())
+            return removed
+
+    # ---- reads ---------------------------------------------------------------------------
+    def _row_of(self, id_: object) -> int:
+        if self._ids.kind is None or isinstance(id_, bool):
+            return -1
+        if self._ids.kind == "int":
+            if not isinstance(id_, (int, np.integer)) or not 0 <= int(id_) < 2**63:
+                return -1
+            return int(self._ids.lookup(np.array([id_], np.int64))[0])
+        if not isinstance(id_, str):
+            return -1
+        return int(self._ids.lookup([id_])[0])
+
+    def get(self, id_: Id) -> Item | None:
+        with self.lock:
+            row = self._row_of(id_)
+            if row < 0:
+                return None
+            r = torch.tensor([row], device=self.device)
+            vec = self._store.gather(r)[0].cpu().numpy()
+            ver = None
+            if self._versions is not None and self._versions[row] != _NO_VERSION:
+                ver = int(self._versions[row])
+            return Item(self._ids.id_of(row), vec, self._attrs.get(row), ver)
+
+    def ids(self) -> list[Id]:
+        """Every id in the index, in row order."""
+        with self.lock:
+            rows = torch.nonzero(self._valid[: self._n_rows]).flatten().cpu().tolist()
+            return self._ids.ids_of(rows)
+
+    def filter_mask(self, filter: Any) -> torch.Tensor:
+        """bool [n_rows] on the device: live rows that match the filter (None: all live rows)."""
+        with self.lock:
+            node = parse_filter(filter)
+            mask = self._valid[: self._n_rows]
+            if node is not None:
+                mask = mask & self._attrs.mask(node, self.capacity)[: self._n_rows]
+            return mask
+
+    def ids_of_rows(self, rows: Sequence[int]) -> list[Id]:
+        with self.lock:
+            return self._ids.ids_of(rows)
+
+    def _prepare_queries(self, queries: Any, aggregate: str | None) -> Queries:
+        if isinstance(queries, (list, tuple)) and aggregate is not None:
+            mats = [
+                self._prepare_vectors(
+                    q,
+                    np.asarray(q).reshape(-1, self.dim).shape[0]
+                    if np.asarray(q).size % self.dim == 0
+                    else -1,
+                    "query vectors",
+                )
+                for q in queries
+            ]
+            if not mats:
+                raise InvalidInput("no queries given")
+            if aggregate not in ("max", "sum"):
+                raise InvalidInput(f"aggregate must be 'max' or 'sum', got {aggregate!r}")
+            m = max(x.shape[0] for x in mats)
+            if min(x.shape[0] for x in mats) < 1:
+                raise InvalidInput("a multi-embedding query needs at least one vector")
+            q = torch.zeros((len(mats), m, self.dim))
+            pad = torch.ones((len(mats), m), dtype=torch.bool)
+            for i, x in enumerate(mats):
+                q[i, : x.shape[0]] = x
+                pad[i, : x.shape[0]] = False
+            return Queries(
+                q.view(-1, self.dim).to(self.device), len(mats), pad.to(self.device), aggregate
+            )
+        if aggregate is not None:
+            raise InvalidInput("aggregate applies to multi-embedding queries (a list of [m, D])")
+        arr = queries if isinstance(queries, torch.Tensor) else np.asarray(queries)
+        n = 1 if arr.ndim == 1 else arr.shape[0]
+        x = self._prepare_vectors(arr, n, "queries")
+        return Queries(x.to(self.device), n)
+
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        filter: Any = None,
+        *,
+        aggregate: str | None = None,
+        strategy: str = "auto",
+        backend: str = "auto",
+    ) -> SearchResult:
+        """k nearest items of each query among the live items matching the filter.
+
+        queries: [B, D] or [D]; or, with aggregate="max"|"sum", a list of B arrays [m_i, D]
+        (multi-embedding: each item scored by the max or sum of its scores against the m_i
+        vectors). filter: None, one filter (string or JSON form) for all, or a list of B.
+        strategy: "auto" (by the filter's measured selectivity), "mask" or "gather"; it
+        changes the speed, never the results. Results are padded with score -inf, row -1.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        k = int(k)
+        with self.lock:
+            qs = self._prepare_queries(queries, aggregate)
+            b = qs.batch
+            if isinstance(filter, list):
+                if len(filter) != b:
+                    raise InvalidInput(f"got {len(filter)} filters for {b} queries")
+                nodes = [parse_filter(f) for f in filter]
+            else:
+                nodes = [parse_filter(filter)] * b
+            groups: dict[str, list[int]] = {}
+            for i, node in enumerate(nodes):
+                key = "" if node is None else json.dumps(filter_to_json(node), sort_keys=True)
+                groups.setdefault(key, []).append(i)
+            scores = torch.full((b, k), -torch.inf)
+            rows = torch.full((b, k), -1, dtype=torch.int64)
+            masks = {key: self._group_mask(nodes[idx[0]]) for key, idx in groups.items()}
+            for key, idx in groups.items():
+                sub = qs if len(groups) == 1 else _select(qs, idx)
+                s, r = self._scanner.search(sub, k, self._n_rows, masks[key], strategy, backend)
+                scores[idx], rows[idx] = s.cpu(), r.cpu()
+            rows_np = rows.numpy()
+            ids = [self._ids.ids_of(rr[rr >= 0].tolist()) for rr in rows_np]
+            return SearchResult(scores.numpy(), rows_np, ids)
+
+    def _group_mask(self, node: Any) -> torch.Tensor:
+        mask = self._valid[: self._n_rows]
+        if node is not None:
+            mask = mask & self._attrs.mask(node, self.capacity)[: self._n_rows]
+        return mask
+
+    # ---- persistence ---------------------------------------------------------------------
+    def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
+        """Write `path/tensors.safetensors` and `path/manifest.json` (written last)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            n = self._n_rows
+            tensors: dict[str, torch.Tensor] = {
+                f"vec.{k}": v for k, v in self._store.state_dict(n).items()
+            }
+            tensors["valid"] = self._valid[:n]
+            if self._versions is not None:
+                tensors["versions"] = torch.from_numpy(self._versions[:n])
+            for name, arr in self._ids.to_state(n).items():
+                tensors[name] = torch.from_numpy(arr)
+            attr_tensors, attr_meta = self._attrs.state_dict()
+            for k, v in attr_tensors.items():
+                tensors[f"attr.{k}"] = v
+            cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+            save_file(cpu, str(path / "tensors.safetensors"))
+            manifest = {
+                "format": "linr-index",
+                "format_version": FORMAT_VERSION,
+                "dim": self.dim,
+                "metric": self.metric,
+                "quantization": self.quantization,
+                "count": len(self),
+                "n_rows": n,
+                "capacity": self.capacity,
+                "id_kind": self.id_kind,
+                "fields": self.fields,
+                "schema": self.schema,
+                "attributes": attr_meta,
+                "free_rows": self._free,
+                "extra": dict(extra or {}),
+            }
+            _write_json(path / "manifest.json", manifest)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> Index:
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        manifest = read_manifest(path)
+        idx = cls(
+            manifest["dim"],
+            manifest["metric"],
+            manifest["quantization"],
+            device,
+            fields=manifest.get("fields"),
+            capacity=max(manifest["capacity"], 1),
+            id_kind=manifest["id_kind"],
+        )
+        tensors = load_file(str(path / "tensors.safetensors"))
+        n = manifest["n_rows"]
+        idx._store.load_state({k[4:]: v for k, v in tensors.items() if k.startswith("vec.")})
+        idx._valid[:n] = tensors["valid"].to(idx.device)
+        if "versions" in tensors:
+            idx._versions = np.full(idx.capacity, _NO_VERSION, np.int64)
+            idx._versions[:n] = tensors["versions"].numpy()
+        ids_state = {k: v.numpy() for k, v in tensors.items() if k.startswith("ids.")}
+        idx._ids = IdMap.from_state(manifest["id_kind"], ids_state, idx.capacity)
+        idx._ids.grow(idx.capacity)
+        attr_t = {k[5:]: v for k, v in tensors.items() if k.startswith("attr.")}
+        idx._attrs = AttributeStore.from_state(attr_t, manifest["attributes"], idx.device)
+        idx._attrs.grow(idx.capacity)
+        idx._n_rows = n
+        idx._free = list(manifest.get("free_rows", []))
+        idx.manifest_extra = dict(manifest.get("extra", {}))
+        return idx
+
+
+def _select(qs: Queries, idx: list[int]) -> Queries:
+    it = torch.tensor(idx, device=qs.q.device)
+    if qs.pad is None:
+        return Queries(qs.q[it], len(idx))
+    m = qs.pad.shape[1]
+    q = qs.q.view(qs.batch, m, -1)[it].reshape(-1, qs.q.shape[1])
+    return Queries(q, len(idx), qs.pad[it], qs.aggregate)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    p = Path(path) / "manifest.json"
+    if not p.is_file():
+        raise InvalidInput(f"{path} is not a linr index: {p.name} is missing")
+    try:
+        manifest: dict[str, Any] = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"{p} is not valid JSON: {e}") from None
+    if manifest.get("format") != "linr-index":
+        raise InvalidInput(f"{p} is not a linr index manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise InvalidInput(
+            f"{p} has format_version {manifest.get('format_version')}; this linr reads "
+            f"{FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def decode_rows(index: Index, rows: torch.Tensor) -> torch.Tensor:
+    """Stored (decoded) float32 vectors of rows: what the index scores against."""
+    st = index._store
+    return decode(st.codes[rows], None if st.scales is None else st.scales[rows])

@@ -1,0 +1,236 @@
+"""Exhaustive scan + top-k with pre-filtering, in row chunks so that peak extra memory is
+bounded by `scan_bytes` whatever N is.
+
+Two strategies (LiNR paper, section 3): *mask* scores every row of a chunk and masks the
+rows the filter rejects; *gather* collects the matching rows and scores only those. Both
+score each row with the same kernel on the same float32 inputs, so the choice changes the
+speed, not the results. Two scoring backends: faiss's exact knn (BLAS + heap) on CPU, which
+is ~2x faster here than torch mm + topk, and torch (any device; multi-embedding queries).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from linr.storage import VectorStore
+
+# Gather when fewer than this fraction of the scanned rows match. On CPU (2 cores) the
+# gather strategy costs ~1 row copy per matching row; scoring costs ~B dot products per row,
+# so gather wins well past 25% for B >= 32 and breaks even near 50% at B = 1 (bench_search).
+_GATHER_BELOW = 0.3
+# faiss path, mask strategy: a chunk with at most this many rejected rows (times k) is
+# searched for k + rejected and the rejected dropped; beyond that, its matching rows are
+# gathered. Keeps faiss's heaps small (k' <= 2k).
+_SKIP_FACTOR = 1
+_DEFAULT_SCAN_BYTES = 256 << 20
+
+
+@dataclass
+class Queries:
+    """Prepared queries. q: [M, D] float32 on the index's device (normalized for cosine).
+    Multi-embedding: M = B * m_max rows, pad [B, m_max] marks padding vectors."""
+
+    q: torch.Tensor
+    batch: int
+    pad: torch.Tensor | None = None
+    aggregate: str | None = None
+
+    @property
+    def multi(self) -> bool:
+        return self.pad is not None
+
+
+def _faiss() -> Any:
+    if os.environ.get("LINR_CPU_BACKEND", "") == "torch":
+        return None
+    try:
+        import faiss  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return faiss
+
+
+def choose_backend(device: torch.device, queries: Queries) -> str:
+    if device.type == "cpu" and not queries.multi and _faiss() is not None:
+        return "faiss"
+    return "torch"
+
+
+def choose_strategy(n_allowed: int, n_rows: int) -> str:
+    return "gather" if n_allowed < _GATHER_BELOW * n_rows else "mask"
+
+
+def merge_topk(
+    s1: torch.Tensor, r1: torch.Tensor, s2: torch.Tensor, r2: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best k of two candidate lists by (score desc, row asc); -inf entries sort last."""
+    s = torch.cat([s1, s2], dim=1)
+    r = torch.cat([r1, r2], dim=1)
+    # Lexicographic order: stable sort by row, then stable sort by score.
+    o = torch.argsort(r, dim=1, stable=True)
+    s, r = s.gather(1, o), r.gather(1, o)
+    o = torch.argsort(s, dim=1, descending=True, stable=True)[:, :k]
+    return s.gather(1, o), r.gather(1, o)
+
+
+def topk_exact_ties(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """top-k of each row of s [B, C], where ties at the k-th score keep the lowest columns
+    (torch.topk picks among ties arbitrarily). Columns of -inf are never needed."""
+    c = s.shape[1]
+    kk = min(k + 1, c)
+    vals, idx = torch.topk(s, kk, dim=1)
+    if kk > k:
+        tie = (vals[:, k - 1] == vals[:, k]) & (vals[:, k - 1] > -torch.inf)
+        for b in torch.nonzero(tie).flatten().tolist():
+            sv, si = torch.sort(s[b], descending=True, stable=True)
+            vals[b, :k], idx[b, :k] = sv[:k], si[:k]
+        vals, idx = vals[:, :k], idx[:, :k]
+    return vals, idx
+
+
+class Scanner:
+    """Scores prepared queries against the rows of a VectorStore."""
+
+    def __init__(self, store: VectorStore, metric: str, scan_bytes: int = _DEFAULT_SCAN_BYTES):
+        self.store = store
+        self.metric = metric
+        self.scan_bytes = scan_bytes
+
+    def chunk_rows(self, queries: Queries, backend: str) -> int:
+        # torch: the [M, C] float32 score block and the decoded [C, D] block share the
+        # budget. faiss bounds its own score blocks, so only the decoded block counts.
+        per_row = 4 * self.store.dim + (0 if backend == "faiss" else 4 * queries.q.shape[0])
+        return int(min(max(self.scan_bytes // per_row, 256), 1 << 24))
+
+    def _scores(self, queries: Queries, block: torch.Tensor, sqn: torch.Tensor | None):
+        """[B, C] scores of a decoded block, torch backend."""
+        s = queries.q @ block.T
+        if self.metric == "l2":
+            assert sqn is not None
+            s = 2 * s - sqn[None, :] - queries.q.square().sum(1, keepdim=True)
+        if queries.pad is not None:
+            b, m = queries.pad.shape
+            s = s.view(b, m, -1)
+            if queries.aggregate == "sum":
+                s = s.masked_fill(queries.pad[:, :, None], 0.0).sum(1)
+            else:
+                s = s.masked_fill(queries.pad[:, :, None], -torch.inf).amax(1)
+        return s
+
+    def _block_topk(
+        self,
+        queries: Queries,
+        block: torch.Tensor,
+        rows: torch.Tensor,
+        k: int,
+        reject: torch.Tensor | None,
+        backend: str,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k candidates of one decoded block whose rows are `rows` (sorted ascending);
+        reject: bool [C] of rows to leave out."""
+        if backend == "faiss":
+            return self._faiss_topk(queries, block, rows, k, reject)
+        sqn = None
+        if self.store.sqnorms is not None:
+            sqn = self.store.sqnorms[rows]
+        s = self._scores(queries, block, sqn)
+        if reject is not None:
+            s = s.masked_fill(reject[None, :], -torch.inf)
+        vals, idx = topk_exact_ties(s, k)
+        return vals, rows[idx]
+
+    def _faiss_topk(
+        self,
+        queries: Queries,
+        block: torch.Tensor,
+        rows: torch.Tensor,
+        k: int,
+        reject: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        faiss = _faiss()
+        n_rej = 0 if reject is None else int(reject.sum())
+        c = block.shape[0]
+        metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        xq = queries.q.numpy()
+        xb = np.ascontiguousarray(block.numpy())
+        # faiss's heaps break ties arbitrarily. Ask for one more than needed; where the last
+        # two tie, ask for twice as many until the tie class is complete, so that the merge
+        # (score desc, row asc) sees every tied row. Rare: exact float ties.
+        want = min(k + n_rej, c)
+        while True:
+            ask = min(want + 1, c)
+            d, i = faiss.knn(xq, xb, ask, metric=metric)
+            if ask <= want:
+                break
+            tie = (d[:, want - 1] == d[:, want]) & (i[:, want] >= 0)
+            if not tie.any():
+                break
+            want = min(2 * want, c)
+        d_t, i_t = torch.from_numpy(d), torch.from_numpy(i)
+        if self.metric == "l2":
+            d_t = -d_t
+        missing = i_t < 0
+        if reject is not None:
+            missing |= reject[i_t.clamp(min=0)]
+        d_t = d_t.masked_fill(missing, -torch.inf)
+        return d_t, rows[i_t.clamp(min=0)]
+
+    def search(
+        self,
+        queries: Queries,
+        k: int,
+        n_rows: int,
+        allowed: torch.Tensor,
+        strategy: str = "auto",
+        backend: str = "auto",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k over rows [0, n_rows) where `allowed` (bool [>= n_rows]) is True.
+        Returns (scores float32 [B, k] padded -inf, rows int64 [B, k] padded -1)."""
+        dev = self.store.device
+        b = queries.batch
+        best_s = torch.full((b, k), -torch.inf, device=dev)
+        best_r = torch.full((b, k), -1, dtype=torch.int64, device=dev)
+        allowed = allowed[:n_rows]
+        n_allowed = int(allowed.sum())
+        if n_allowed == 0:
+            return best_s, best_r
+        if backend == "auto":
+            backend = choose_backend(dev, queries)
+        if strategy == "auto":
+            strategy = choose_strategy(n_allowed, n_rows)
+        c = self.chunk_rows(queries, backend)
+        if backend == "faiss" and self.store.quantization == "fp32" and n_allowed == n_rows:
+            c = n_rows  # blocks are views of the codes (no copy): one faiss call scans all
+        if strategy == "gather":
+            rows_all = torch.nonzero(allowed).flatten()
+            for c0 in range(0, rows_all.shape[0], c):
+                sub = rows_all[c0 : c0 + c]
+                s, r = self._block_topk(queries, self.store.gather(sub), sub, k, None, backend)
+                best_s, best_r = merge_topk(best_s, best_r, s, r, k)
+        elif strategy == "mask":
+            for r0 in range(0, n_rows, c):
+                r1 = min(r0 + c, n_rows)
+                al = allowed[r0:r1]
+                n_ok = int(al.sum())
+                if n_ok == 0:
+                    continue
+                rows = torch.arange(r0, r1, device=dev)
+                n_rej = (r1 - r0) - n_ok
+                if backend == "faiss" and n_rej > _SKIP_FACTOR * k:
+                    sub = rows[al]
+                    s, r = self._block_topk(queries, self.store.gather(sub), sub, k, None, backend)
+                else:
+                    reject = ~al if n_rej else None
+                    s, r = self._block_topk(
+                        queries, self.store.block(r0, r1), rows, k, reject, backend
+                    )
+                best_s, best_r = merge_topk(best_s, best_r, s, r, k)
+        else:
+            raise ValueError(f"unknown strategy {strategy!r}; expected auto, mask or gather")
+        best_r = best_r.masked_fill(best_s == -torch.inf, -1)
+        return best_s, best_r

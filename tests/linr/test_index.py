@@ -1,0 +1,240 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import linr
+from linr import FilterError, Index, InvalidInput
+from linr.filters import evaluate_reference, parse_filter
+
+
+def vecs(rng, n, d=8):
+    return rng.standard_normal((n, d)).astype(np.float32)
+
+
+def test_upsert_replace_delete_visible_to_next_search(rng):
+    index = Index(8, capacity=2)
+    x = vecs(rng, 5)
+    res = index.upsert([10, 11, 12, 13, 14], x, [{"lang": "en"}] * 5)
+    assert res.created.all() and len(index) == 5
+    q = x[2:3]
+    assert index.search(q, 1).ids == [[12]]
+    res = index.upsert([12], -x[2:3], [{"lang": "fr"}])
+    assert not res.created.any() and len(index) == 5
+    assert 12 not in index.search(q, 3).ids[0]
+    assert index.search(q, 5, 'lang == "fr"').ids == [[12]]
+    assert index.delete([12, 99]).tolist() == [True, False]
+    assert 12 not in index and len(index) == 4
+    assert index.search(q, 5, 'lang == "fr"').ids == [[]]
+    # the freed row is reused by the next insert
+    rows_before = index._n_rows
+    index.upsert([20], x[:1])
+    assert index._n_rows == rows_before
+
+
+def test_get_returns_stored_item(rng):
+    index = Index(8, quantization="fp16")
+    x = vecs(rng, 1)
+    index.upsert(["a"], x, [{"tags": ["x", "y"], "n": 3}])
+    item = index.get("a")
+    assert item is not None and item.id == "a"
+    assert np.allclose(item.vector, x[0], rtol=1e-3, atol=1e-3)  # fp16: 11-bit mantissa
+    assert item.attributes["n"] == 3 and set(item.attributes["tags"]) == {"x", "y"}
+    assert index.get("b") is None and index.get(1) is None
+
+
+def test_versions_last_writer_wins(rng):
+    index = Index(8)
+    x = vecs(rng, 4)
+    index.upsert([1], x[:1], versions=[5])
+    r = index.upsert([1], x[1:2], versions=[4])  # stale
+    assert r.applied.tolist() == [False]
+    assert np.allclose(index.get(1).vector, x[0])
+    r = index.upsert([1, 1, 1], x[1:4], versions=[7, 6, 8])  # 6 is stale after 7
+    assert r.applied.tolist() == [True, False, True]
+    assert np.allclose(index.get(1).vector, x[3]) and index.get(1).version == 8
+    assert index.delete([1], versions=[3]).tolist() == [False]
+    assert index.delete([1], versions=[9]).tolist() == [True]
+
+
+def test_duplicate_ids_in_a_batch_last_wins(rng):
+    index = Index(8)
+    x = vecs(rng, 3)
+    r = index.upsert([4, 4, 4], x)
+    assert len(index) == 1 and np.allclose(index.get(4).vector, x[2])
+    assert r.created.sum() == 1
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda i, x: i.upsert([1], x[:, :7]), "expects"),
+        (lambda i, x: i.upsert([1], np.full((1, 8), np.nan, np.float32)), "NaN"),
+        (lambda i, x: i.upsert([1], np.full((1, 8), np.inf, np.float32)), "infinite"),
+        (lambda i, x: i.upsert([1, 2], x), "2 ids"),
+        (lambda i, x: i.upsert(["s"], x), "int ids"),
+        (lambda i, x: i.upsert([1], x, [{"lang": 3}]), "lang"),
+        (lambda i, x: i.search(x[:, :3], 1), "expects"),
+        (lambda i, x: i.search(x, 0), "k must be"),
+        (lambda i, x: i.search(np.full((1, 8), np.nan, np.float32), 1), "NaN"),
+    ],
+)
+def test_bad_input_is_rejected_and_changes_nothing(rng, call, match):
+    index = Index(8)
+    index.upsert([7], vecs(rng, 1), [{"lang": "en"}])
+    before = index.search(np.ones((1, 8), np.float32), 5)
+    with pytest.raises(InvalidInput, match=match):
+        call(index, vecs(rng, 1))
+    after = index.search(np.ones((1, 8), np.float32), 5)
+    assert before.ids == after.ids and len(index) == 1
+
+
+def test_half_bad_batch_is_not_half_applied(rng):
+    index = Index(8)
+    with pytest.raises(InvalidInput):
+        index.upsert([1, 2], vecs(rng, 2), [{"a": 1}, {"a": "x"}])
+    assert len(index) == 0 and "a" not in index.schema
+
+
+@pytest.mark.parametrize(
+    "flt,match",
+    [
+        ("nope == 1", "nope"),
+        ('lang == "en" and', "position"),
+        ("lang >= 3", "lang"),
+        ({"field": "lang", "bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_filters(rng, flt, match):
+    index = Index(8)
+    index.upsert([1], vecs(rng, 1), [{"lang": "en"}])
+    with pytest.raises(FilterError, match=match):
+        index.search(vecs(rng, 1), 3, flt)
+
+
+@pytest.mark.parametrize("quant", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_save_load_round_trip_is_bit_identical(tmp_path, rng, quant, metric):
+    index = Index(12, metric, quant, "cpu")
+    n = 300
+    index.upsert(
+        [f"id{i}" for i in range(n)],
+        vecs(rng, n, 12),
+        [{"c": int(i % 5), "t": ["a", "b"][i % 2], "f": i / 7} for i in range(n)],
+        versions=list(range(n)),
+    )
+    index.delete([f"id{i}" for i in range(0, n, 9)])
+    index.save(tmp_path / "idx", extra={"offsets": {"0": 42}})
+    loaded = Index.load(tmp_path / "idx", device="cpu")
+    assert linr.read_manifest(tmp_path / "idx")["extra"] == {"offsets": {"0": 42}}
+    assert loaded.manifest_extra == {"offsets": {"0": 42}}
+    assert len(loaded) == len(index) and loaded.schema == index.schema
+    q = vecs(rng, 7, 12)
+    for f in (None, 'c >= 2 and t == "a"', "f < 10"):
+        a, b = index.search(q, 20, f), loaded.search(q, 20, f)
+        assert a.ids == b.ids and np.array_equal(a.scores, b.scores)
+    item_a, item_b = index.get("id5"), loaded.get("id5")
+    assert item_a.attributes == item_b.attributes and np.array_equal(item_a.vector, item_b.vector)
+    assert item_b.version == 5
+    # the loaded index keeps working: new items, reused rows
+    loaded.upsert(["new"], vecs(rng, 1, 12))
+    assert "new" in loaded and len(loaded) == len(index) + 1
+
+
+def test_load_rejects_non_index(tmp_path):
+    with pytest.raises(InvalidInput, match="manifest.json"):
+        Index.load(tmp_path)
+
+
+def test_capacity_grows_while_searching(rng):
+    index = Index(8, capacity=1)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def searcher():
+        try:
+            while not stop.is_set():
+                res = index.search(np.ones((2, 8), np.float32), 5)
+                assert all(len(set(ids)) == len(ids) for ids in res.ids)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=searcher)
+    t.start()
+    for start in range(0, 2000, 100):
+        index.upsert(np.arange(start, start + 100), vecs(rng, 100))
+    stop.set()
+    t.join()
+    assert not errors and len(index) == 2000 and index.capacity >= 2000
+
+
+# ---- the oracle property: filtered search == exact search over only the matching items ----
+attr_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "lang": st.sampled_from(["en", "fr", "de", "ja"]),
+        "tags": st.lists(st.sampled_from(["ml", "gpu", "db", "web", "ai"]), max_size=3),
+        "ts": st.integers(0, 20),
+        "score": st.floats(-5, 5, allow_nan=False),
+        "live": st.booleans(),
+    },
+)
+leaf = st.one_of(
+    st.builds(lambda v: {"field": "lang", "eq": v}, st.sampled_from(["en", "fr", "xx"])),
+    st.builds(
+        lambda v: {"field": "tags", "in": v},
+        st.lists(st.sampled_from(["ml", "gpu", "db", "zz"]), min_size=1, max_size=3),
+    ),
+    st.builds(
+        lambda v: {"field": "tags", "all": v},
+        st.lists(st.sampled_from(["ml", "gpu", "db"]), min_size=1, max_size=2),
+    ),
+    st.builds(
+        lambda a, b: {"field": "ts", "gte": a, "lt": b}, st.integers(0, 20), st.integers(0, 25)
+    ),
+    st.builds(lambda a: {"field": "score", "gt": a}, st.floats(-5, 5)),
+    st.builds(lambda v: {"field": "live", "eq": v}, st.booleans()),
+    st.builds(
+        lambda f: {"field": f, "exists": True},
+        st.sampled_from(["lang", "tags", "ts", "score", "live"]),
+    ),
+)
+filters = st.recursive(
+    leaf,
+    lambda inner: st.one_of(
+        st.builds(lambda fs: {"and": fs}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda fs: {"or": fs}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda f: {"not": f}, inner),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    items=st.lists(attr_values, min_size=1, max_size=60),
+    flt=filters,
+    k=st.integers(1, 70),
+    quant=st.sampled_from(["fp32", "int8"]),
+    strategy=st.sampled_from(["auto", "mask", "gather"]),
+    seed=st.integers(0, 2**31),
+)
+def test_filtered_search_equals_search_over_matching_subset(items, flt, k, quant, strategy, seed):
+    rng = np.random.default_rng(seed)
+    n, d = len(items), 6
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    schema = {"lang": "keyword", "tags": "keyword", "ts": "int", "score": "float", "live": "bool"}
+    index = Index(d, "ip", quant, "cpu", schema=schema)
+    index.upsert(np.arange(n) * 3, x, items)
+    q = rng.standard_normal((2, d)).astype(np.float32)
+    res = index.search(q, k, flt, strategy=strategy)
+    node = parse_filter(flt)
+    match = np.array([evaluate_reference(node, it) for it in items])
+    sub = np.nonzero(match)[0]
+    stored = index._store.gather(torch.arange(n)).numpy()
+    _, ref = linr.knn(q, stored[sub], k)
+    want = [[int(sub[j]) * 3 for j in row if j >= 0] for row in ref.tolist()]
+    assert res.ids == want

@@ -1,0 +1,139 @@
+"""The scan's fast paths against the exact reference, at awkward sizes."""
+
+import numpy as np
+import pytest
+import torch
+
+import linr
+from linr import Index
+from tests.linr.conftest import stored_vectors
+
+BACKENDS = ["faiss", "torch"]
+STRATEGIES = ["mask", "gather"]
+
+
+def reference(index, q, k, metric, mask=None):
+    x = stored_vectors(index, index._n_rows)
+    live = index._valid[: index._n_rows].cpu()
+    mask = live if mask is None else (live & mask)
+    if metric == "cosine":  # stored vectors are normalized (then quantized) on insert
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        metric = "ip"
+    return linr.knn(q, x, k, metric, mask=mask)
+
+
+def check(res, ref_s, ref_i, rtol):
+    """ids exactly; scores within `rtol` (float32 accumulation over D terms vs float64)."""
+    assert (res.rows == ref_i.numpy()).all()
+    assert np.allclose(res.scores, ref_s.numpy(), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+@pytest.mark.parametrize("quant", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize(
+    "n,d,b,k", [(1, 1, 1, 1), (1, 5, 3, 10), (333, 37, 5, 7), (700, 130, 2, 50)]
+)
+def test_every_path_equals_reference(rng, metric, quant, n, d, b, k):
+    index = Index(d, metric, quant, "cpu", capacity=3, scan_bytes=4096)  # many small chunks
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    index.upsert(np.arange(n), x)
+    q = rng.standard_normal((b, d)).astype(np.float32)
+    sel = torch.from_numpy(rng.random(n) < 0.3)
+    sel[0] = True
+    ref_s, ref_i = reference(index, q, k, metric)
+    fref_s, fref_i = reference(index, q, k, metric, sel)
+    # 1e-4: float32 dot products of D <= 130 terms of N(0,1) values, relative to |score|.
+    tol = 1e-4
+    flt = {"or": [{"field": "g", "eq": True}, {"field": "g", "eq": False}]}
+    index.upsert(np.arange(n), x, [{"g": bool(s)} for s in sel.tolist()])
+    for backend in BACKENDS:
+        for strategy in STRATEGIES:
+            res = index.search(q, k, strategy=strategy, backend=backend)
+            check(res, ref_s, ref_i, tol)
+            res = index.search(
+                q, k, filter={"field": "g", "eq": True}, strategy=strategy, backend=backend
+            )
+            check(res, fref_s, fref_i, tol)
+            res = index.search(q, k, filter=flt, strategy=strategy, backend=backend)
+            check(res, ref_s, ref_i, tol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_strategies_give_identical_results(rng, backend):
+    """Same kernel on the same float32 inputs: scores bit-identical, ids identical."""
+    n, d = 5000, 64
+    index = Index(d, "ip", "fp32", "cpu", scan_bytes=1 << 16)
+    index.upsert(
+        np.arange(n),
+        rng.standard_normal((n, d)).astype(np.float32),
+        [{"c": int(c)} for c in rng.integers(0, 10, n)],
+    )
+    for b in (1, 3, 40):
+        q = rng.standard_normal((b, d)).astype(np.float32)
+        for f in (None, "c < 5", "c == 3"):
+            a = index.search(q, 20, f, strategy="mask", backend=backend)
+            g = index.search(q, 20, f, strategy="gather", backend=backend)
+            assert (a.rows == g.rows).all()
+            assert np.array_equal(a.scores, g.scores)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_ties_keep_ascending_rows(backend, strategy):
+    index = Index(4, "ip", "int8", "cpu", scan_bytes=512)
+    n = 300
+    x = np.tile(np.array([[1, 2, 3, 4]], np.float32), (n, 1))
+    x[::7] *= 2  # a second tie class, scored higher
+    index.upsert(np.arange(n) + 1000, x)
+    res = index.search(np.ones((2, 4), np.float32), 60, strategy=strategy, backend=backend)
+    top = list(range(0, n, 7))
+    rest = [r for r in range(n) if r % 7]
+    assert res.rows[0].tolist() == (top + rest)[:60]
+    assert res.rows[1].tolist() == res.rows[0].tolist()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_k_larger_than_matches_and_empty_filter(rng, backend):
+    index = Index(8, "l2", "fp16", "cpu")
+    index.upsert(
+        [5, 6, 7],
+        rng.standard_normal((3, 8)).astype(np.float32),
+        [{"t": "a"}, {"t": "b"}, {"t": "a"}],
+    )
+    q = rng.standard_normal((2, 8)).astype(np.float32)
+    res = index.search(q, 10, 't == "a"', backend=backend)
+    assert all(sorted(ids) == [5, 7] for ids in res.ids)
+    assert (res.rows[:, 2:] == -1).all() and np.isneginf(res.scores[:, 2:]).all()
+    res = index.search(q, 10, 't == "zzz"', backend=backend)
+    assert res.ids == [[], []] and (res.rows == -1).all()
+    empty = Index(8)
+    assert empty.search(q, 3).ids == [[], []]
+
+
+@pytest.mark.parametrize("aggregate", ["max", "sum"])
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_multi_embedding(rng, aggregate, metric):
+    n, d = 400, 19
+    index = Index(d, metric, "fp32", "cpu", scan_bytes=8192)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    index.upsert(np.arange(n), x, [{"p": int(i % 3)} for i in range(n)])
+    queries = [rng.standard_normal((m, d)).astype(np.float32) for m in (1, 4, 2)]
+    res = index.search(queries, 9, "p != 1", aggregate=aggregate)
+    x64 = x.astype(np.float64)
+    for b, qm in enumerate(queries):
+        q64 = qm.astype(np.float64)
+        s = -((q64[:, None] - x64[None]) ** 2).sum(-1) if metric == "l2" else q64 @ x64.T
+        s = s.max(0) if aggregate == "max" else s.sum(0)
+        s[np.arange(n) % 3 == 1] = -np.inf
+        want = np.lexsort((np.arange(n), -s))[:9]
+        assert res.rows[b].tolist() == want.tolist()
+        assert np.allclose(res.scores[b], s[want], rtol=1e-4, atol=1e-3)
+
+
+def test_peak_score_memory_is_bounded():
+    index = Index(16, "ip", "fp32", "cpu", scan_bytes=1 << 22)
+    q = torch.zeros(1024, 16)
+    from linr.scan import Queries
+
+    rows = index._scanner.chunk_rows(Queries(q, 1024), "torch")
+    assert rows * (1024 + 16) * 4 <= 1 << 22
