@@ -36,6 +36,19 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def paired(ours, base, repeats: int) -> tuple[float, float]:
+    """Medians of alternating runs, so that both sides see the same background load."""
+    ours()
+    base()
+    a, b = [], []
+    for _ in range(repeats):
+        for fn, out in ((ours, a), (base, b)):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return statistics.median(a), statistics.median(b)
+
+
 def copy_bandwidth() -> float:
     """Bytes/s of a large memory copy (read + write counted as bytes read)."""
     a = np.ones(1 << 27, np.uint8)  # 128 MiB
@@ -106,8 +119,7 @@ def main() -> None:
     flat.add(x)
     floor = n * d * 4 / bw
 
-    ours = median_time(lambda: index.search(q, k), args.repeats)
-    base = median_time(lambda: flat.search(q, k), args.repeats)
+    ours, base = paired(lambda: index.search(q, k), lambda: flat.search(q, k), args.repeats)
     report("fp32 unfiltered", ours, "faiss IndexFlatIP", base, floor)
     qt, xt = torch.from_numpy(q), torch.from_numpy(x)
     naive = median_time(lambda: naive_torch(qt, xt, k, None), 1)
@@ -119,17 +131,18 @@ def main() -> None:
         sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
         params = faiss.SearchParameters(sel=sel)
         flt = f"bucket < {limit}"
-        ours = median_time(lambda flt=flt: index.search(q, k, flt), args.repeats)
-        reps = args.repeats if pct < 50 else 1
-        base = median_time(lambda params=params: flat.search(q, k, params=params), reps)
+        ours, base = paired(
+            lambda flt=flt: index.search(q, k, flt),
+            lambda params=params: flat.search(q, k, params=params),
+            args.repeats,
+        )
         report(f"fp32 {pct}% filter", ours, "faiss + IDSelectorBitmap", base, floor * m.mean())
         # the answers agree
         _, fi = flat.search(q[:8], k, params=params)
         assert (index.search(q[:8], k, flt).labels == fi).mean() > 0.999
 
     one = q[:1]
-    ours = median_time(lambda: index.search(one, k), args.repeats)
-    base = median_time(lambda: flat.search(one, k), args.repeats)
+    ours, base = paired(lambda: index.search(one, k), lambda: flat.search(one, k), 9)
     report("fp32 unfiltered B=1", ours, "faiss IndexFlatIP", base, floor)
     index = None  # free the fp32 index before building the int8 one
 

@@ -36,6 +36,7 @@ from linr.filters import (
     Range,
     Scalar,
     evaluate_reference,
+    parse_filter,
 )
 from linr.filters.json_form import describe
 
@@ -50,8 +51,11 @@ _OP_NAMES = {Eq: "eq", In: "in", All: "all", Range: "range", Exists: "exists"}
 _VALUE_KINDS = {"keyword": "strings", "int": "numbers", "float": "numbers", "bool": "true or false"}
 
 
-def compile_mask(store: AttributeStore, node: FilterNode | None, capacity: int) -> torch.Tensor:
-    """bool [capacity] on the store's device (rows past the store's capacity are empty)."""
+def compile_mask(store: AttributeStore, f: Any, capacity: int) -> torch.Tensor:
+    """bool [capacity] on the store's device (rows past the store's capacity are empty).
+
+    f: a parsed filter, or anything `parse_filter` reads (None: no filter, every row)."""
+    node = parse_filter(f)
     n = min(capacity, store.capacity)
     if node is None:
         return torch.ones(capacity, dtype=torch.bool, device=store.device)

@@ -54,9 +54,10 @@ class Postings:
             self.row_len = np.concatenate([self.row_len, np.zeros(extra, np.int32)])
 
     def _ensure_values(self, n_values: int) -> None:
-        extra = n_values - len(self.lists)
-        if extra > 0:
-            self.lists.extend([None] * extra)
+        if n_values > len(self.lists):
+            self.lists.extend([None] * (n_values - len(self.lists)))
+        extra = max(n_values, 2 * self.plen.shape[0]) - self.plen.shape[0]
+        if n_values > self.plen.shape[0]:  # doubling: new values cost O(1) amortized
             self.plen = np.concatenate([self.plen, np.zeros(extra, np.int64)])
             self.dead = np.concatenate([self.dead, np.zeros(extra, np.int64)])
 

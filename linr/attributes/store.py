@@ -268,7 +268,10 @@ class AttributeStore:
 
     def mask(self, node: Any, capacity: int) -> torch.Tensor:
         """bool [capacity] on the device: rows whose attributes satisfy the filter (empty
-        rows included: `not` filters match them). None: every row."""
+        rows included: `not` filters match them; AND the result with the live rows).
+        node: a parsed filter (or a string / JSON form); None: every row. Raises
+        FilterError for an unknown field or an operator or value that does not fit the
+        field's kind."""
         return compile_mask(self, node, capacity)
 
     def memory_bytes(self) -> int:
