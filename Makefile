@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 SRC := $(wildcard linr service ingest)
 LINT := $(wildcard linr service ingest tests benchmarks)
 
-.PHONY: install test lint format demo bench clean
+.PHONY: install test lint format demo bench eval-sample clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_search.py
+
+eval-sample: install
+	$(BIN)/python benchmarks/make_sample_report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
