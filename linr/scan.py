@@ -27,6 +27,10 @@ _GATHER_BELOW = 0.3
 # searched for k + rejected and the rejected dropped; beyond that, its matching rows are
 # gathered. Keeps faiss's heaps small (k' <= 2k).
 _SKIP_FACTOR = 1
+# Triton kernels: the mask form still reads every tile holding an allowed row (~47% of the
+# tiles at 1% selectivity), the rows form only the allowed rows (docs/gpu.md). Not yet
+# measured on a GPU: the switch point is to be set from benchmarks/bench_scan.py.
+_GATHER_BELOW_TRITON = 0.05
 _DEFAULT_SCAN_BYTES = 256 << 20
 
 
@@ -56,13 +60,29 @@ def _faiss() -> Any:
 
 
 def choose_backend(device: torch.device, queries: Queries) -> str:
-    if device.type == "cpu" and not queries.multi and _faiss() is not None:
+    if queries.multi:
+        return "torch"
+    if device.type == "cpu" and _faiss() is not None:
         return "faiss"
+    if device.type == "cuda" and os.environ.get("LINR_GPU_BACKEND", "") != "torch":
+        from linr import ops
+
+        if ops.available(device):
+            return "triton"
     return "torch"
 
 
-def choose_strategy(n_allowed: int, n_rows: int) -> str:
-    return "gather" if n_allowed < _GATHER_BELOW * n_rows else "mask"
+def choose_strategy(n_allowed: int, n_rows: int, backend: str) -> str:
+    limit = _GATHER_BELOW_TRITON if backend == "triton" else _GATHER_BELOW
+    return "gather" if n_allowed < limit * n_rows else "mask"
+
+
+def pack_mask(mask: torch.Tensor) -> torch.Tensor:
+    """bool [n] -> int32 [ceil(n / 32)] words, bit r % 32 of word r // 32 (linr.ops layout)."""
+    pad = (-mask.numel()) % 32
+    bits = torch.nn.functional.pad(mask.to(torch.int64), (0, pad)).view(-1, 32)
+    words = (bits << torch.arange(32, device=mask.device)).sum(1)
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
 
 
 def merge_topk(
@@ -180,6 +200,32 @@ class Scanner:
         d_t = d_t.masked_fill(missing, -torch.inf)
         return d_t, rows[i_t.clamp(min=0)]
 
+    def _triton_search(
+        self, queries: Queries, k: int, n_rows: int, allowed: torch.Tensor, strategy: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One fused launch (linr.ops) instead of the chunk loop; the same contract."""
+        from linr import ops
+
+        st = self.store
+        q = queries.q
+        bias = None
+        if self.metric == "l2":  # 2<q,x> - ||x||^2, then - ||q||^2 (order-preserving)
+            q = 2 * q
+            assert st.sqnorms is not None
+            bias = -st.sqnorms[:n_rows]
+        scales = None if st.scales is None else st.scales[:n_rows]
+        kw: dict[str, torch.Tensor] = {}
+        if strategy == "gather":
+            kw["rows"] = torch.nonzero(allowed).flatten()
+        elif not bool(allowed.all()):
+            kw["mask_words"] = pack_mask(allowed)
+        elif strategy != "mask":
+            raise ValueError(f"unknown strategy {strategy!r}; expected auto, mask or gather")
+        s, r = ops.scan_topk(q, st.codes[:n_rows], k, scales=scales, bias=bias, **kw)
+        if self.metric == "l2":
+            s = s - queries.q.square().sum(1, keepdim=True)
+        return s, r.masked_fill(s == -torch.inf, -1)
+
     def search(
         self,
         queries: Queries,
@@ -202,7 +248,9 @@ class Scanner:
         if backend == "auto":
             backend = choose_backend(dev, queries)
         if strategy == "auto":
-            strategy = choose_strategy(n_allowed, n_rows)
+            strategy = choose_strategy(n_allowed, n_rows, backend)
+        if backend == "triton":
+            return self._triton_search(queries, k, n_rows, allowed, strategy)
         c = self.chunk_rows(queries, backend)
         if backend == "faiss" and self.store.quantization == "fp32" and n_allowed == n_rows:
             c = n_rows  # blocks are views of the codes (no copy): one faiss call scans all

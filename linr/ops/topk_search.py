@@ -1,0 +1,379 @@
+"""scan_topk: exact filtered top-k over int8 / fp16 / fp32 codes with the fused scan.
+
+"Exact" means: the top-k of the scores computed by one fp32 function, rescore.py's, for
+every allowed row (ordered by score desc, then row asc). Algorithm, one pass over the codes
+and then work proportional to B x k:
+1. The fused scan (fused_scan.py) splits the positions into `n_splits` runs and keeps, for
+   each query and each *lane group* (positions of one run that share a lane), the best KT
+   entries by an upper bound u(r) >= exact(r). Candidates: [B, n_splits * KT * BLOCK_N],
+   independent of N.
+2. Refine: rescore the best m candidates by bound exactly (rescore.py) and merge them
+   (merge_topk.py); if the (m+1)-th bound is below the k-th exact score, no other candidate
+   can be a winner (its exact score is below its bound); else m grows. The bounds are tight
+   (~2e-4 of ||q|| ||c|| for the fp16 query, ~7e-3 for the int8 query on Gaussian data),
+   so m = 2k nearly always suffices.
+3. Exactness check: a lane group can hide a winner w only if its KT candidates all have
+   bounds >= u(w) >= exact(w) >= the k-th exact score S_k found in step 2. Such groups are
+   *flagged*; every row of a flagged group is rescored and merged in. With >= 16 k lane
+   groups a group holds 1/16 winner on average, so with KT = 2 a fraction ~(1/16)**2 / 2
+   of the groups is flagged (rows in random order); adversarial data (many equal scores)
+   makes step 3 slower, never wrong.
+Queries are processed in chunks so the candidate buffers stay under _CAND_BUDGET_BYTES.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from linr.ops.fused_scan import (
+    MODE_FP16,
+    MODE_FP32,
+    MODE_INT8,
+    allowed_rows,
+    exact_scores,
+    scan_partial,
+)
+from linr.ops.inputs import check_inputs
+from linr.ops.merge_topk import merge_topk, segmented_topk
+from linr.ops.rescore import rescore
+
+# Not yet measured on a GPU (written without one); initial values from the arithmetic in
+# docs/gpu.md, to be tuned with benchmarks/bench_scan.py.
+_BLOCK_N = 64  # rows per tile = lanes per program
+_KT = 2  # candidates kept per lane group: flagged fraction ~ lambda**KT / KT!
+_GROUPS_PER_K = 16  # lane groups per wanted result: lambda = 1/16 winners per group
+_PROGRAMS_PER_SM = 4  # enough resident programs to hide the latency of the code loads
+# From this batch on, int8 codes use the int8 x int8 dot. The fp16 dot does 2 B flops per
+# int8 code byte, so it meets an H100's compute roof (~990 fp16 TFLOP/s over ~3.35 TB/s,
+# ~295 flops/byte) near B = 150; the int8 dot runs at twice the rate. Below that both are
+# bound by reading the codes and the fp16 query's tighter bound means fewer rescorings.
+_INT8_QUERY_MIN_BATCH = 128
+# Candidate buffers: 8 bytes per slot (bound + position), counted twice for the temporaries
+# of topk and of the lane-group check.
+_CAND_BUDGET_BYTES = 512 << 20
+_BYTES_PER_SLOT = 16
+_PAIR_CHUNK = 1 << 21  # (query, row) pairs rescored per launch: ~50 MB of temporaries
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """Launch geometry of one search; make_plan chooses it, tests may force parts of it."""
+
+    mode: int
+    kt: int
+    block_b: int
+    block_n: int
+    block_d: int
+    n_splits: int
+    tiles_per_split: int
+    query_chunk: int
+    num_warps: int = 4
+    num_stages: int = 3
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).multi_processor_count)
+    return 2  # Triton's CPU interpreter: few programs keep it fast
+
+
+def choose_mode(codes_dtype: torch.dtype, batch: int) -> int:
+    if codes_dtype == torch.float32:
+        return MODE_FP32
+    if codes_dtype == torch.int8 and batch >= _INT8_QUERY_MIN_BATCH:
+        return MODE_INT8
+    return MODE_FP16
+
+
+def make_plan(
+    batch: int,
+    n_pos: int,
+    dim: int,
+    k: int,
+    codes_dtype: torch.dtype,
+    device: torch.device,
+    *,
+    mode: int | None = None,
+    kt: int = _KT,
+    n_splits: int | None = None,
+) -> ScanPlan:
+    batch, n_pos = max(batch, 1), max(n_pos, 1)
+    if mode is None:
+        mode = choose_mode(codes_dtype, batch)
+    if not 1 <= kt <= 4:
+        raise ValueError(f"kt must be 1..4, got {kt}")
+    block_b = 16 if batch <= 16 else 32 if batch <= 32 else 64
+    block_n = _BLOCK_N
+    # Whole rows per step up to 256 dims (fewer, wider loads); tensor-core dots need
+    # K >= 16 (fp16) / 32 (int8); D is masked, so any D works.
+    block_d = max(32, min(256, 1 << max(dim - 1, 0).bit_length()))
+    n_tiles = max(1, _cdiv(n_pos, block_n))
+    if n_splits is None:
+        by_k = _cdiv(k * _GROUPS_PER_K, block_n)
+        by_occupancy = _cdiv(_PROGRAMS_PER_SM * _sm_count(device), _cdiv(batch, block_b))
+        n_splits = max(by_k, by_occupancy)
+    n_splits = min(max(n_splits, 1), n_tiles)
+    tiles_per_split = _cdiv(n_tiles, n_splits)
+    n_splits = _cdiv(n_tiles, tiles_per_split)
+    slots = n_splits * kt * block_n
+    # The first rescoring handles 2k pairs per query at once: keep it under _PAIR_CHUNK.
+    chunk = min(_CAND_BUDGET_BYTES // (slots * _BYTES_PER_SLOT), _PAIR_CHUNK // (2 * k))
+    chunk = min(batch, max(block_b, chunk // block_b * block_b))
+    return ScanPlan(
+        mode=mode,
+        kt=kt,
+        block_b=block_b,
+        block_n=block_n,
+        block_d=block_d,
+        n_splits=n_splits,
+        tiles_per_split=tiles_per_split,
+        query_chunk=max(chunk, 1),
+        num_warps=8 if block_b * block_n >= 4096 else 4,
+    )
+
+
+@dataclass
+class _Chunk:
+    """One query chunk's inputs, and how positions map to rows."""
+
+    q: torch.Tensor
+    codes: torch.Tensor
+    scales: torch.Tensor | None
+    bias: torch.Tensor | None
+    mask_words: torch.Tensor | None
+    rows: torch.Tensor | None
+    n_pos: int
+
+    def rows_of(self, pos: torch.Tensor) -> torch.Tensor:
+        return self.rows[pos] if self.rows is not None else pos
+
+    def score(self, pair_q: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return rescore(self.q, self.codes, pair_q, self.rows_of(pos), self.scales, self.bias)
+
+
+def _rescore_best(
+    cand_v: torch.Tensor,
+    cand_p: torch.Tensor,
+    qidx: torch.Tensor,
+    m: int,
+    k: int,
+    ch: _Chunk,
+    stats: dict[str, int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rescore the m best candidates by bound of queries qidx (rows of cand_*). Returns
+    their exact top-k (scores, positions) and the (m+1)-th bound (-inf if none). Ties in
+    bound need no order here: whatever is left out has a bound <= the (m+1)-th."""
+    total = cand_v.shape[1]
+    top_u, top_i = torch.topk(cand_v, min(m + 1, total), dim=1)
+    if total > m:
+        next_up = top_u[:, m]
+    else:
+        next_up = torch.full_like(top_u[:, 0], -torch.inf)
+    sel_u = top_u[:, :m]
+    sel_p = cand_p.gather(1, top_i[:, :m]).long().masked_fill(sel_u == -torch.inf, -1)
+    width = sel_p.shape[1]
+    pair_q = qidx[:, None].expand(-1, width).reshape(-1)
+    s = ch.score(pair_q, sel_p.clamp(min=0).reshape(-1)).view(-1, width)
+    stats["rescored"] += pair_q.numel()
+    ex_v, ex_p = merge_topk(s.masked_fill(sel_p < 0, -torch.inf), sel_p, k)
+    return ex_v, ex_p, next_up
+
+
+def _flags(cand_v: torch.Tensor, kth: torch.Tensor, plan: ScanPlan) -> torch.Tensor:
+    """bool [B, n_splits, BLOCK_N]: lane groups whose KT-th bound reaches the k-th exact
+    score, so they may hide a winner (step 3)."""
+    b = cand_v.shape[0]
+    last = cand_v.view(b, plan.n_splits, plan.kt, plan.block_n)[:, :, plan.kt - 1, :]
+    return (last > -torch.inf) & (last >= kth[:, None, None])
+
+
+def _select(
+    cand_v: torch.Tensor,
+    cand_p: torch.Tensor,
+    k: int,
+    ch: _Chunk,
+    plan: ScanPlan,
+    stats: dict[str, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 2 and 3: exact top-k (scores, positions) from the candidates' upper bounds.
+    The usual case costs one host synchronization: m = 2k was enough for every query and
+    no lane group is flagged."""
+    bc, total = cand_v.shape
+    dev = cand_v.device
+    m = max(1, min(total, 2 * k))
+    stats["refine_rounds"] += 1
+    top_v, top_p, next_up = _rescore_best(
+        cand_v, cand_p, torch.arange(bc, device=dev), m, k, ch, stats
+    )
+    done = (next_up == -torch.inf) | (next_up < top_v[:, k - 1])
+    flagged = _flags(cand_v, top_v[:, k - 1], plan)
+    all_done, any_flag = torch.stack([done.all(), flagged.any()]).tolist()
+    if not all_done:
+        todo = torch.nonzero(~done).flatten()
+        while todo.numel():
+            m = min(total, 4 * m)
+            stats["refine_rounds"] += 1
+            left = []
+            step = max(1, _PAIR_CHUNK // m)
+            for c0 in range(0, todo.numel(), step):
+                idx = todo[c0 : c0 + step]
+                ex_v, ex_p, nxt = _rescore_best(cand_v[idx], cand_p[idx], idx, m, k, ch, stats)
+                ok = (nxt == -torch.inf) | (nxt < ex_v[:, k - 1])
+                top_v[idx[ok]], top_p[idx[ok]] = ex_v[ok], ex_p[ok]
+                left.append(idx[~ok])
+            todo = torch.cat(left)
+        flagged = _flags(cand_v, top_v[:, k - 1], plan)
+        any_flag = bool(flagged.any())
+    if any_flag:
+        top_v, top_p = _complete_groups(flagged, top_v, top_p, k, ch, plan, stats)
+    return top_v, top_p
+
+
+def _complete_groups(
+    flagged: torch.Tensor,
+    top_v: torch.Tensor,
+    top_p: torch.Tensor,
+    k: int,
+    ch: _Chunk,
+    plan: ScanPlan,
+    stats: dict[str, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 3: rescore every row of each flagged lane group and merge it in."""
+    bc = flagged.shape[0]
+    bn, tps = plan.block_n, plan.tiles_per_split
+    dev = flagged.device
+    # Entries of flagged groups come back with the whole group below: drop them here.
+    tp = top_p.clamp(min=0)
+    qi = torch.arange(bc, device=dev)[:, None]
+    hit = flagged[qi, tp // (tps * bn), tp % bn] & (top_p >= 0)
+    top_v = top_v.masked_fill(hit, -torch.inf)
+    fq, fs, fl = flagged.nonzero(as_tuple=True)
+    stats["flagged_groups"] += fq.numel()
+    steps = torch.arange(tps, device=dev) * bn
+    per_launch = max(1, _PAIR_CHUNK // tps)
+    for g0 in range(0, fq.numel(), per_launch):
+        start = fs[g0 : g0 + per_launch] * (tps * bn) + fl[g0 : g0 + per_launch]
+        pos = (start[:, None] + steps[None, :]).flatten()
+        pq = fq[g0 : g0 + per_launch, None].expand(-1, tps).flatten()
+        keep = pos < ch.n_pos
+        if ch.mask_words is not None:
+            r = pos.clamp(max=max(ch.n_pos - 1, 0))
+            keep &= ((ch.mask_words[r >> 5].to(torch.int64) >> (r & 31)) & 1).bool()
+        pos, pq = pos[keep], pq[keep]
+        s = ch.score(pq, pos)
+        stats["rescored"] += pq.numel()
+        valid = top_v > -torch.inf
+        seg = torch.cat([qi.expand(-1, k)[valid], pq])
+        top_v, top_p = segmented_topk(
+            seg, torch.cat([top_v[valid], s]), torch.cat([top_p[valid], pos]), bc, k
+        )
+    return top_v, top_p
+
+
+def run_plan(
+    q: torch.Tensor,
+    codes: torch.Tensor,
+    k: int,
+    plan: ScanPlan,
+    *,
+    scales: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    mask_words: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+    stats: dict[str, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """scan_topk with a given plan; inputs already checked (see scan_topk). `stats`, when
+    given, receives counts: refine_rounds, rescored (pairs), flagged_groups."""
+    if stats is None:
+        stats = {}
+    for key in ("refine_rounds", "rescored", "flagged_groups"):
+        stats.setdefault(key, 0)
+    b = q.shape[0]
+    dev = q.device
+    out_s = torch.full((b, k), -torch.inf, device=dev)
+    out_r = torch.full((b, k), -1, dtype=torch.int64, device=dev)
+    n_pos = rows.shape[0] if rows is not None else codes.shape[0]
+    if b == 0 or n_pos == 0:
+        return out_s, out_r
+    for b0 in range(0, b, plan.query_chunk):
+        qc = q[b0 : b0 + plan.query_chunk]
+        ch = _Chunk(qc, codes, scales, bias, mask_words, rows, n_pos)
+        cand_v, cand_p = scan_partial(
+            qc,
+            codes,
+            scales=scales,
+            bias=bias,
+            mask_words=mask_words,
+            rows=rows,
+            mode=plan.mode,
+            kt=plan.kt,
+            n_splits=plan.n_splits,
+            tiles_per_split=plan.tiles_per_split,
+            block_b=plan.block_b,
+            block_n=plan.block_n,
+            block_d=plan.block_d,
+            num_warps=plan.num_warps,
+            num_stages=plan.num_stages,
+        )
+        top_v, top_p = _select(cand_v, cand_p, k, ch, plan, stats)
+        out_s[b0 : b0 + qc.shape[0]] = top_v
+        found = top_p >= 0
+        out_r[b0 : b0 + qc.shape[0]] = torch.where(found, ch.rows_of(top_p.clamp(min=0)), -1)
+    return out_s, out_r
+
+
+def scan_topk(
+    q: torch.Tensor,
+    codes: torch.Tensor,
+    k: int,
+    *,
+    scales: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    mask_words: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k rows by score (q[b] . codes[r]) * scales[r] + bias[r].
+
+    q: fp32 [B, D]; codes: int8 | fp16 | fp32 [N, D]; scales, bias: fp32 [N] or None (1, 0);
+    mask_words: int32 [ceil(N / 32)], bit r % 32 of word r // 32 allows row r; rows: sorted
+    int64 row list to scan instead of all rows (exclusive with mask_words).
+    Returns (scores fp32 [B, k] padded with -inf, rows int64 [B, k] padded with -1), ordered
+    by score descending, equal scores by ascending row. Scores are fp32 dot products (see
+    docs/gpu.md for the error bound); allowed rows must have finite scores.
+    """
+    c = check_inputs(q, codes, k, scales, bias, mask_words, rows)
+    n_pos = c.rows.shape[0] if c.rows is not None else codes.shape[0]
+    plan = make_plan(c.q.shape[0], n_pos, codes.shape[1], c.k, codes.dtype, c.q.device)
+    return run_plan(
+        c.q, codes, c.k, plan, scales=c.scales, bias=c.bias, mask_words=c.mask_words, rows=c.rows
+    )
+
+
+def scan_topk_reference(
+    q: torch.Tensor,
+    codes: torch.Tensor,
+    k: int,
+    *,
+    scales: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    mask_words: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain version of scan_topk: float64 scores of every row, rejected rows set to -inf,
+    a stable descending sort (so equal scores keep ascending rows), the first k kept."""
+    b, n = q.shape[0], codes.shape[0]
+    s = exact_scores(q, codes, scales, bias)
+    s = s.masked_fill(~allowed_rows(n, mask_words, rows, q.device)[None, :], -torch.inf)
+    vals, idx = torch.sort(s, dim=1, descending=True, stable=True)
+    out_s = torch.full((b, k), -torch.inf, dtype=torch.float64, device=q.device)
+    out_r = torch.full((b, k), -1, dtype=torch.int64, device=q.device)
+    m = min(k, n)
+    out_s[:, :m], out_r[:, :m] = vals[:, :m], idx[:, :m]
+    out_r = out_r.masked_fill(out_s == -torch.inf, -1)
+    return out_s.to(torch.float32), out_r
