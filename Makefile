@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 SRC := $(wildcard linr service ingest)
 LINT := $(wildcard linr service ingest tests benchmarks)
 
-.PHONY: install test lint format demo bench eval-sample clean
+.PHONY: install test lint format demo bench bench-service bench-ingest bench-scan eval-sample clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_search.py
+
+bench-service: install
+	$(BIN)/python benchmarks/bench_service.py
+
+bench-ingest: install
+	$(BIN)/python benchmarks/bench_ingest.py
+
+bench-scan: install
+	$(BIN)/python benchmarks/bench_scan.py
 
 eval-sample: install
 	$(BIN)/python benchmarks/make_sample_report.py

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import torch
 
+from linr.errors import InvalidInput
+
 QUANTIZATIONS = ("fp32", "fp16", "int8")
 CODE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
 
 
 def check_quantization(quantization: str) -> str:
     if quantization not in QUANTIZATIONS:
-        raise ValueError(
+        raise InvalidInput(
             f"unknown quantization {quantization!r}; expected one of {', '.join(QUANTIZATIONS)}"
         )
     return quantization

@@ -32,6 +32,10 @@ _SKIP_FACTOR = 1
 # measured on a GPU: the switch point is to be set from benchmarks/bench_scan.py.
 _GATHER_BELOW_TRITON = 0.05
 _DEFAULT_SCAN_BYTES = 256 << 20
+# faiss's knn uses BLAS only for large query batches; below, its per-pair path is 2-7x slower
+# than torch mm + topk (1M x 128, k=100, 2 cores: B=512 faiss 9.3 s vs torch 1.4 s;
+# B=1024 faiss 1.07 s vs torch 2.95 s). So faiss scores only batches of >= 1024 queries.
+_FAISS_MIN_BATCH = 1024
 
 
 @dataclass
@@ -62,7 +66,7 @@ def _faiss() -> Any:
 def choose_backend(device: torch.device, queries: Queries) -> str:
     if queries.multi:
         return "torch"
-    if device.type == "cpu" and _faiss() is not None:
+    if device.type == "cpu" and queries.batch >= _FAISS_MIN_BATCH and _faiss() is not None:
         return "faiss"
     if device.type == "cuda" and os.environ.get("LINR_GPU_BACKEND", "") != "torch":
         from linr import ops
@@ -129,7 +133,13 @@ class Scanner:
 
     def _scores(self, queries: Queries, block: torch.Tensor, sqn: torch.Tensor | None):
         """[B, C] scores of a decoded block, torch backend."""
-        s = queries.q @ block.T
+        q = queries.q
+        if q.shape[0] == 1:
+            # One query makes MKL use gemv, whose sums depend on a row's position in the
+            # block (tail rows): a 2-row gemm scores each row the same way wherever it is.
+            s = (torch.cat([q, q]) @ block.T)[:1]
+        else:
+            s = q @ block.T
         if self.metric == "l2":
             assert sqn is not None
             s = 2 * s - sqn[None, :] - queries.q.square().sum(1, keepdim=True)
@@ -179,18 +189,13 @@ class Scanner:
         xq = queries.q.numpy()
         xb = np.ascontiguousarray(block.numpy())
         # faiss's heaps break ties arbitrarily. Ask for one more than needed; where the last
-        # two tie, ask for twice as many until the tie class is complete, so that the merge
-        # (score desc, row asc) sees every tied row. Rare: exact float ties.
+        # two tie (rare: exact float ties), redo the block with the torch path, which
+        # resolves ties by row exactly within the chunk memory bound.
         want = min(k + n_rej, c)
-        while True:
-            ask = min(want + 1, c)
-            d, i = faiss.knn(xq, xb, ask, metric=metric)
-            if ask <= want:
-                break
-            tie = (d[:, want - 1] == d[:, want]) & (i[:, want] >= 0)
-            if not tie.any():
-                break
-            want = min(2 * want, c)
+        ask = min(want + 1, c)
+        d, i = faiss.knn(xq, xb, ask, metric=metric)
+        if ask > want and ((d[:, want - 1] == d[:, want]) & (i[:, want] >= 0)).any():
+            return self._torch_chunks(queries, block, rows, k, reject)
         d_t, i_t = torch.from_numpy(d), torch.from_numpy(i)
         if self.metric == "l2":
             d_t = -d_t
@@ -226,6 +231,23 @@ class Scanner:
             s = s - queries.q.square().sum(1, keepdim=True)
         return s, r.masked_fill(s == -torch.inf, -1)
 
+    def _torch_chunks(
+        self,
+        queries: Queries,
+        block: torch.Tensor,
+        rows: torch.Tensor,
+        k: int,
+        reject: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.chunk_rows(queries, "torch")
+        best_s = torch.full((queries.batch, k), -torch.inf, device=block.device)
+        best_r = torch.full((queries.batch, k), -1, dtype=torch.int64, device=block.device)
+        for s0 in range(0, block.shape[0], c):
+            rej = None if reject is None else reject[s0 : s0 + c]
+            s, r = self._block_topk(queries, block[s0 : s0 + c], rows[s0 : s0 + c], k, rej, "torch")
+            best_s, best_r = merge_topk(best_s, best_r, s, r, k)
+        return best_s, best_r
+
     def search(
         self,
         queries: Queries,
@@ -245,7 +267,7 @@ class Scanner:
         n_allowed = int(allowed.sum())
         if n_allowed == 0:
             return best_s, best_r
-        if backend == "auto":
+        if backend == "auto" or (backend == "faiss" and queries.multi):
             backend = choose_backend(dev, queries)
         if strategy == "auto":
             strategy = choose_strategy(n_allowed, n_rows, backend)

@@ -238,3 +238,19 @@ def test_filtered_search_equals_search_over_matching_subset(items, flt, k, quant
     _, ref = linr.knn(q, stored[sub], k)
     want = [[int(sub[j]) * 3 for j in row if j >= 0] for row in ref.tolist()]
     assert res.ids == want
+
+
+def test_values_that_overflow_storage_are_rejected(rng):
+    with pytest.raises(InvalidInput, match="fp16 range"):
+        Index(2, quantization="fp16").upsert([1], np.array([[1e5, 0]], np.float32))
+    with pytest.raises(InvalidInput, match="squared norm"):
+        Index(2, metric="l2").upsert([1], np.array([[3e19, 0]], np.float32))
+    with pytest.raises(InvalidInput, match="all zeros"):
+        Index(2, metric="cosine").upsert([1], np.zeros((1, 2), np.float32))
+    tiny = Index(2, metric="cosine")
+    tiny.upsert([1], np.array([[1e-30, 0]], np.float32))  # normalizes in float64
+    assert np.allclose(tiny.get(1).vector, [1, 0])
+    with pytest.raises(InvalidInput, match="numbers"):
+        Index(2).upsert([1], [["a", "b"]])
+    with pytest.raises(InvalidInput, match="k must be"):
+        Index(2).search(np.ones(2, np.float32), 10**12)

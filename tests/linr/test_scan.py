@@ -137,3 +137,16 @@ def test_peak_score_memory_is_bounded():
 
     rows = index._scanner.chunk_rows(Queries(q, 1024), "torch")
     assert rows * (1024 + 16) * 4 <= 1 << 22
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_all_tied_scores_stay_in_row_order(rng, backend, strategy):
+    """A zero query ties every row: ids by ascending row, without asking faiss for k = N."""
+    n, d = 3000, 37
+    index = Index(d, "ip", "fp32", "cpu", scan_bytes=1 << 16)
+    v = rng.standard_normal(d).astype(np.float32)
+    index.upsert(np.arange(n), np.tile(v, (n, 1)), [{"c": i % 2} for i in range(n)])
+    for q in (np.zeros((3, d), np.float32), v[None]):
+        res = index.search(q, 5, "c == 1", strategy=strategy, backend=backend)
+        assert all(r == [1, 3, 5, 7, 9] for r in res.rows.tolist())

@@ -1,0 +1,383 @@
+"""Live ingestion from Kafka into the index (issue 3), against a local broker.
+
+    python benchmarks/bench_ingest.py                  # starts a local tansu broker
+    python benchmarks/bench_ingest.py --bootstrap kafka:9092
+    python benchmarks/bench_ingest.py --quick          # small sizes, a smoke run
+
+1. Ingest rate: a topic preloaded with N upserts (D=128, vector_b64, two small attributes)
+   is read into an empty index, from start to caught up; the median of --repeats runs after
+   a warm-up. The same for JSON-list vectors. Baseline in the same run: kafka-python alone
+   reading the same topic (poll only), the ceiling the client library sets.
+2. Freshness and search latency: an index of --search-n items serves single-vector k=10
+   queries at --qps: on a quiet machine; while a separate process streams --stream-rate
+   upserts/s to a topic nobody reads (the load of the producer and the broker, which share
+   this machine's 2 cores here but not in production); and while the same stream goes to
+   the topic the ingester applies. The last two alternate --rounds times. Freshness
+   (produce timestamp -> applied, hence searchable) is reported by the ingester for every
+   message, and measured end to end by a probe that produces a marker item every 100 ms
+   and polls the index until it is there. The ratio last: search p99 with / without
+   ingestion (consumed / not consumed).
+
+Rows are appended to benchmarks/results/ingest.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import linr  # noqa: E402
+from ingest import Ingester, IngestSettings  # noqa: E402
+from ingest.messages import encode_upsert  # noqa: E402
+from ingest.topics import ensure_topic  # noqa: E402
+
+LANGS = ["en", "fr", "de", "ja"]
+
+
+def preload(bootstrap: str, topic: str, x: np.ndarray, b64: bool, id0: int = 0) -> float:
+    """Produce one upsert per row of x; returns messages/s."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20, max_request_size=1 << 24
+    )
+    t = time.perf_counter()
+    for i in range(x.shape[0]):
+        key, value = encode_upsert(id0 + i, x[i], {"lang": LANGS[i % 4], "ts": i}, b64=b64)
+        p.send(topic, key=key, value=value)
+    p.flush()
+    p.close()
+    return x.shape[0] / (time.perf_counter() - t)
+
+
+def ingest_once(bootstrap: str, topic: str, dim: int) -> tuple[float, int]:
+    """Seconds from start to caught up, reading `topic` into an empty index."""
+    index = linr.Index(dim, device="cpu")
+    ing = Ingester(index, IngestSettings(bootstrap=bootstrap, topic=topic))
+    t = time.perf_counter()
+    ing.start()
+    while not ing.ready:
+        time.sleep(0.002)
+    took = time.perf_counter() - t
+    ing.stop(final_snapshot=False)
+    return took, len(index)
+
+
+def consume_only(bootstrap: str, topic: str, n: int) -> float:
+    """Seconds for kafka-python alone to read n records of `topic` (the client's ceiling)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_poll_records=5000,
+        fetch_max_bytes=64 << 20,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_wait_ms=50,
+    )
+    tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    t = time.perf_counter()
+    got = 0
+    while got < n:
+        got += sum(len(m) for m in c.poll(timeout_ms=100).values())
+    took = time.perf_counter() - t
+    c.close()
+    return took
+
+
+def rate_section(args: argparse.Namespace, bootstrap: str, rows: list[dict[str, Any]]) -> None:
+    rng = np.random.default_rng(0)
+    for fmt, n in (("b64", args.n), ("json", args.json_n)):
+        topic = f"bench-rate-{fmt}-{time.time_ns()}"
+        ensure_topic(bootstrap, topic, 2)
+        x = rng.standard_normal((n, args.dim), dtype=np.float32)
+        prate = preload(bootstrap, topic, x, fmt == "b64")
+        ingest_once(bootstrap, topic, args.dim)  # warm-up
+        runs = [ingest_once(bootstrap, topic, args.dim) for _ in range(args.repeats)]
+        assert all(count == n for _, count in runs), runs
+        rates = [n / t for t, _ in runs]
+        base = n / statistics.median(consume_only(bootstrap, topic, n) for _ in range(2))
+        med = statistics.median(rates)
+        print(
+            f"ingest {fmt:<4} N={n:,} D={args.dim}: {med:,.0f} upserts/s "
+            f"(runs {', '.join(f'{r:,.0f}' for r in rates)}); kafka-python alone "
+            f"{base:,.0f} records/s; ingest/client {med / base:.2f}; "
+            f"(preload produced {prate:,.0f}/s)"
+        )
+        rows.append(
+            {
+                "metric": f"ingest_rate_{fmt}",
+                "value": round(med),
+                "unit": "upserts/s",
+                "spread": f"{min(rates):.0f}-{max(rates):.0f}",
+                "baseline": round(base),
+            }
+        )
+
+
+# ---- freshness and search latency under a background stream ------------------------------
+_STREAMER = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from kafka import KafkaProducer
+from ingest.messages import encode_upsert
+bootstrap, topic, rate, seconds, dim, id0 = sys.argv[2], sys.argv[3], float(sys.argv[4]), \
+    float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+n = int(rate * seconds)
+rng = np.random.default_rng(1)
+x = rng.standard_normal((n, dim), dtype=np.float32)
+msgs = [encode_upsert(id0 + i, x[i], {"lang": "en", "ts": i}) for i in range(n)]  # pre-encoded
+p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+print("go", flush=True)
+t0 = time.monotonic()
+for i, (k, v) in enumerate(msgs):
+    p.send(topic, key=k, value=v)
+    ahead = t0 + (i + 1) / rate - time.monotonic()
+    if ahead > 0.001:
+        time.sleep(ahead)
+p.flush()
+print(f"sent {n} in {time.monotonic() - t0:.2f} s", flush=True)
+"""
+
+
+def query_loop(index: linr.Index, qps: float, seconds: float, dim: int, seed: int) -> list[float]:
+    """Latencies (ms) of single-vector k=10 searches issued at `qps` for `seconds`."""
+    rng = np.random.default_rng(seed)
+    lat = []
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < seconds:
+        q = rng.standard_normal(dim, dtype=np.float32)
+        t = time.perf_counter()
+        index.search(q, k=10)
+        lat.append((time.perf_counter() - t) * 1000)
+        i += 1
+        ahead = t0 + i / qps - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    return lat
+
+
+def probe(
+    bootstrap: str, topic: str, index: linr.Index, dim: int, halt: threading.Event, out: list[float]
+) -> None:
+    """Produce a marker item every 100 ms; time until the index holds it."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+    v = np.ones(dim, np.float32)
+    marker = 10**12
+    while not halt.is_set():
+        marker += 1
+        key, value = encode_upsert(marker, v)
+        t = time.perf_counter()
+        p.send(topic, key=key, value=value)
+        p.flush()
+        while marker not in index and time.perf_counter() - t < 10:
+            time.sleep(0.0005)
+        out.append((time.perf_counter() - t) * 1000)
+        halt.wait(0.1)
+    p.close()
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def start_streamer(args: argparse.Namespace, bootstrap: str, topic: str, id0: int) -> Any:
+    """A separate process producing --stream-rate upserts/s to `topic` for --stream-s."""
+    cmd = [sys.executable, "-c", _STREAMER, str(ROOT), bootstrap, topic]
+    cmd += [str(args.stream_rate), str(args.stream_s), str(args.dim), str(id0)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
+    return proc
+
+
+def stream_section(args: argparse.Namespace, bootstrap: str, rows: list[dict[str, Any]]) -> None:
+    """Search latency in three conditions, the last two alternated --rounds times:
+    quiet (nothing streams), unconsumed (the streamer writes to a topic nobody reads: the
+    producer and the broker load this machine's 2 cores as they would not in production),
+    consumed (the same stream, into the topic the ingester applies). "With vs without
+    ingestion" compares the last two: the cost of ingesting, everything else equal."""
+    topic = f"bench-stream-{time.time_ns()}"
+    other = f"{topic}-unread"
+    ensure_topic(bootstrap, topic, 2)
+    ensure_topic(bootstrap, other, 2)
+    index = linr.Index(args.dim, device="cpu")
+    x = np.random.default_rng(2).standard_normal((args.search_n, args.dim), dtype=np.float32)
+    for s in range(0, args.search_n, 100_000):
+        e = min(s + 100_000, args.search_n)
+        index.upsert(
+            np.arange(s, e), x[s:e], [{"lang": LANGS[i % 4], "ts": i} for i in range(s, e)]
+        )
+    n_phase = int(args.stream_rate * args.stream_s)
+    n_stream = n_phase * args.rounds
+    if args.reserve:  # room for every streamed item now: no capacity growth while measuring
+        index.reserve(args.search_n + n_stream + n_phase)
+    window = n_stream + n_phase + 1000
+    settings = IngestSettings(bootstrap=bootstrap, topic=topic, freshness_window=window)
+    ing = Ingester(index, settings)
+    ing.start()
+    while not ing.ready:
+        time.sleep(0.01)
+    query_loop(index, args.qps, 1.0, args.dim, 0)  # warm-up
+    quiet = query_loop(index, args.qps, args.stream_s, args.dim, 1)
+    unconsumed: list[float] = []
+    consumed: list[float] = []
+    probes: list[float] = []
+    for r in range(args.rounds):
+        streamer = start_streamer(args, bootstrap, other, 0)
+        unconsumed += query_loop(index, args.qps, args.stream_s, args.dim, 10 + r)
+        streamer.wait()
+        streamer = start_streamer(args, bootstrap, topic, args.search_n + r * n_phase)
+        consumed += query_loop(index, args.qps, args.stream_s, args.dim, 20 + r)
+        streamer.wait()
+    # The probe polls the index every 0.5 ms from Python: its own phase, so that its GIL
+    # traffic is not counted against ingestion in the latencies above.
+    streamer = start_streamer(args, bootstrap, topic, args.search_n + n_stream)
+    halt = threading.Event()
+    prober = threading.Thread(target=probe, args=(bootstrap, topic, index, args.dim, halt, probes))
+    prober.start()
+    query_loop(index, args.qps, args.stream_s, args.dim, 30)
+    streamer.wait()
+    halt.set()
+    prober.join()
+    n_stream += n_phase
+    deadline = time.monotonic() + 30
+    while len(index) < args.search_n + n_stream and time.monotonic() < deadline:
+        time.sleep(0.05)
+    st = ing.stats()
+    ing.stop(final_snapshot=False)
+    assert len(index) >= args.search_n + n_stream, (len(index), st)
+    fresh = st["freshness_ms"]
+    ratio = pct(consumed, 99) / pct(unconsumed, 99)
+    raw = pct(consumed, 99) / pct(quiet, 99)
+    print(
+        f"freshness under {args.stream_rate:,.0f} upserts/s, "
+        f"{args.rounds + 1} x {args.stream_s:g} s "
+        f"(ingester, {st['applied']:,} messages): p50 {fresh['p50']:.1f} ms, "
+        f"p99 {fresh['p99']:.1f} ms"
+    )
+    print(
+        f"freshness end to end (probe, {len(probes)} markers): p50 {pct(probes, 50):.1f} ms, "
+        f"p99 {pct(probes, 99):.1f} ms"
+    )
+    print(f"search N={args.search_n:,} k=10, one query at a time at {args.qps:g} qps:")
+    for name, lat in (
+        ("quiet machine", quiet),
+        ("stream not consumed", unconsumed),
+        ("stream consumed", consumed),
+    ):
+        print(
+            f"    {name:<20} p50 {pct(lat, 50):6.2f} ms  p99 {pct(lat, 99):6.2f} ms  "
+            f"({len(lat)} queries)"
+        )
+    print(f"search p99, consumed / quiet machine: {raw:.2f}")
+    print(f"search p99 with / without ingestion (same stream load): {ratio:.2f}")
+    rows += [
+        {"metric": "freshness_p50", "value": fresh["p50"], "unit": "ms"},
+        {"metric": "freshness_p99", "value": fresh["p99"], "unit": "ms"},
+        {"metric": "probe_freshness_p50", "value": round(pct(probes, 50), 2), "unit": "ms"},
+        {"metric": "probe_freshness_p99", "value": round(pct(probes, 99), 2), "unit": "ms"},
+        {"metric": "search_p99_quiet", "value": round(pct(quiet, 99), 3), "unit": "ms"},
+        {"metric": "search_p99_unconsumed", "value": round(pct(unconsumed, 99), 3), "unit": "ms"},
+        {"metric": "search_p99_ingesting", "value": round(pct(consumed, 99), 3), "unit": "ms"},
+        {"metric": "search_p99_ratio_vs_quiet", "value": round(raw, 3), "unit": "x"},
+        {"metric": "search_p99_ratio", "value": round(ratio, 3), "unit": "x"},
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bootstrap", help="a running Kafka (default: start a local tansu)")
+    ap.add_argument("--n", type=int, default=300_000, help="b64 messages for the rate")
+    ap.add_argument("--json-n", type=int, default=60_000, help="JSON-list messages")
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--search-n", type=int, default=200_000, help="items searched")
+    ap.add_argument("--qps", type=float, default=50.0, help="search rate during the test")
+    ap.add_argument("--stream-rate", type=float, default=5000.0)
+    ap.add_argument("--stream-s", type=float, default=10.0, help="seconds per phase")
+    ap.add_argument("--rounds", type=int, default=2, help="unconsumed/consumed alternations")
+    ap.add_argument(
+        "--reserve", action="store_true", help="reserve index capacity for the stream up front"
+    )
+    ap.add_argument("--torch-threads", type=int, help="torch intra-op threads for searches")
+    ap.add_argument("--skip", choices=("rate", "stream"), help="leave a section out")
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    ap.add_argument("--csv", default=str(ROOT / "benchmarks/results/ingest.csv"))
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.json_n, args.repeats = 20_000, 5_000, 1
+        args.search_n, args.stream_s, args.rounds = 20_000, 2.0, 1
+
+    broker = None
+    scratch = Path(tempfile.mkdtemp(prefix="linr-bench-"))
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        from linr.cli.demo import LocalBroker
+
+        broker = LocalBroker(scratch)
+        broker.start()
+        bootstrap = broker.bootstrap
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    print(
+        f"{platform.node()}: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+        f"broker {bootstrap}{' (local tansu)' if broker else ''}"
+    )
+    rows: list[dict[str, Any]] = []
+    try:
+        if args.skip != "rate":
+            rate_section(args, bootstrap, rows)
+        if args.skip != "stream":
+            stream_section(args, bootstrap, rows)
+    finally:
+        if broker is not None:
+            broker.stop()
+    if args.quick:
+        return
+    path = Path(args.csv)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    stamp = datetime.datetime.now().isoformat(timespec="seconds")
+    fields = ["date", "machine", "dim", "metric", "value", "unit", "spread", "baseline"]
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow(
+                {
+                    "date": stamp,
+                    "machine": f"{platform.node()} {os.cpu_count()} cpus",
+                    "dim": args.dim,
+                    **r,
+                }
+            )
+    print(f"appended {len(rows)} rows to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""The ingester: a background thread in the serving process that reads the item topic and
+applies it to the live index.
+
+    ing = Ingester(index, IngestSettings(bootstrap="kafka:9092", topic="linr-items",
+                                         snapshot_dir="/var/lib/linr"))
+    ing.start()      # returns at once; ing.ready turns True once caught up
+    ...
+    ing.stop()       # final snapshot when snapshot_dir is set
+
+Partitions are assigned explicitly (`assign()`, all of the topic's or `partitions`), never
+through group rebalancing: which part of the log an index holds is the index's business,
+and the offsets it has applied are stored in its snapshots, not in a consumer group. On
+start each partition is read from the offset stored with the index (from the snapshot it
+was loaded from), else from the beginning. Any failure (broker outage, topic missing) is
+counted, logged and retried with exponential backoff from the offsets already applied;
+searches keep being served from the index meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest import snapshots
+from ingest.apply import apply
+from ingest.dlq import DeadLetters
+from ingest.messages import decode
+from ingest.settings import IngestSettings
+
+log = logging.getLogger("linr.ingest")
+
+# A fetch of up to 5,000 b64 messages at D=128 is ~3.8 MB; larger fetches keep the consumer
+# from waiting on round trips when it is catching up.
+_FETCH_MAX_BYTES = 64 << 20
+_PARTITION_FETCH_MAX_BYTES = 8 << 20
+
+
+class _Window:
+    """The last `size` freshness samples (ms), for percentiles."""
+
+    def __init__(self, size: int) -> None:
+        self._buf = np.zeros(size, np.float64)
+        self._n = 0
+
+    def add(self, values: np.ndarray) -> None:
+        values = values[-len(self._buf) :]
+        pos = self._n % len(self._buf)
+        first = min(len(values), len(self._buf) - pos)
+        self._buf[pos : pos + first] = values[:first]
+        self._buf[: len(values) - first] = values[first:]
+        self._n += len(values)
+
+    def percentiles(self) -> dict[str, float | None]:
+        n = min(self._n, len(self._buf))
+        if n == 0:
+            return {"p50": None, "p99": None}
+        p50, p99 = np.percentile(self._buf[:n], [50, 99])
+        return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+
+
+class Ingester:
+    def __init__(
+        self,
+        index: Any,
+        settings: IngestSettings,
+        *,
+        offsets: Mapping[int, int] | None = None,
+    ) -> None:
+        """`offsets` (partition -> next offset to apply) are those the index already
+        includes. When None they are read from the index's manifest if it was loaded from a
+        snapshot of the same topic (`ingest.snapshots.load_latest`), else every partition
+        is read from the beginning."""
+        self.index = index
+        self.settings = settings
+        if offsets is None:
+            extra = getattr(index, "manifest_extra", None) or {}
+            if extra.get("offsets") and extra.get("topic") in (None, settings.topic):
+                offsets = {int(p): int(o) for p, o in extra["offsets"].items()}
+        self._offsets: dict[int, int] = dict(offsets or {})
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Any = None
+        self._committer: Any = None
+        self._tps: list[Any] = []
+        self._targets: dict[int, int] = {}  # partition -> log end first seen (readiness)
+        self._highwater: dict[int, int] = {}
+        self._ready = False
+        self._dlq = DeadLetters(
+            settings.bootstrap,
+            settings.dead_letter_topic,
+            settings.topic,
+            f"{settings.client_id}-dlq",
+        )
+        self._fresh = _Window(settings.freshness_window)
+        self.applied = 0
+        self.ignored_stale = 0
+        self.dead_lettered = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.snapshots_written = 0
+        self.last_snapshot: str | None = None
+        self._since_snapshot = 0
+        self._last_snapshot_t = time.monotonic()
+        self._last_commit_t = 0.0
+
+    # ---- public ------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the ingester was already started")
+        self._thread = threading.Thread(target=self._run, name="linr-ingest", daemon=True)
+        self._thread.start()
+
+    @property
+    def ready(self) -> bool:
+        """True once every partition has been applied up to the log end seen at start."""
+        return self._ready
+
+    def stats(self) -> dict[str, Any]:
+        # Copies first: the ingest thread may add partitions while this runs (HTTP thread).
+        offsets, highwater = dict(self._offsets), dict(self._highwater)
+        lag_by_partition = {p: max(hw - offsets.get(p, 0), 0) for p, hw in highwater.items()}
+        return {
+            "topic": self.settings.topic,
+            "ready": self._ready,
+            "applied": self.applied,
+            "ignored_stale": self.ignored_stale,
+            "dead_lettered": self.dead_lettered,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "lag": sum(lag_by_partition.values()),
+            "lag_by_partition": lag_by_partition,
+            "freshness_ms": self._fresh.percentiles(),
+            "offsets": offsets,
+            "snapshots_written": self.snapshots_written,
+            "last_snapshot": self.last_snapshot,
+        }
+
+    def stop(self, final_snapshot: bool = True, timeout_s: float = 30.0) -> None:
+        """Stop the thread; write a last snapshot (when snapshot_dir is set and
+        `final_snapshot`), close the clients. Safe to call more than once."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.error("the ingest thread did not stop within %.0f s", timeout_s)
+                return
+        self._dlq.flush(timeout_s=min(timeout_s, 10.0))
+        if final_snapshot and self.settings.snapshot_dir is not None:
+            self.snapshot()
+        self._commit(force=True)
+        self._close_clients()
+        self._dlq.close()
+
+    def snapshot(self) -> Path | None:
+        """Write a snapshot now. Only call it from the ingest thread or once it has stopped:
+        the offsets it records must be exactly those applied to the index."""
+        if self.settings.snapshot_dir is None:
+            return None
+        offsets = dict(self._offsets)
+        # Never claim offsets whose dead letters are not durable yet: read them again.
+        for p, low in self._dlq.pending_offsets().items():
+            offsets[p] = min(offsets.get(p, low), low)
+        t0 = time.perf_counter()
+        path = snapshots.write_snapshot(
+            self.index,
+            self.settings.snapshot_dir,
+            offsets,
+            topic=self.settings.topic,
+            keep=self.settings.snapshot_keep,
+        )
+        self.snapshots_written += 1
+        self.last_snapshot = str(path)
+        self._since_snapshot = 0
+        self._last_snapshot_t = time.monotonic()
+        log.info(
+            "snapshot %s (%d items) in %.2f s", path.name, len(self.index), time.perf_counter() - t0
+        )
+        return path
+
+    # ---- the thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = self.settings.retry_backoff_s
+        while not self._stop.is_set():
+            try:
+                if self._consumer is None:
+                    self._connect()
+                self._step()
+                backoff = self.settings.retry_backoff_s
+            except Exception as e:  # noqa: BLE001 - every failure is retried, none is fatal
+                self.errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.warning("ingest error (retrying in %.1f s): %s", backoff, self.last_error)
+                self._close_clients()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.settings.retry_backoff_max_s)
+
+    def _connect(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        s = self.settings
+        consumer = KafkaConsumer(
+            bootstrap_servers=s.bootstrap.split(","),
+            client_id=s.client_id,
+            group_id=None,  # assign(), no group: see the module docstring
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a stored offset the log no longer holds
+            max_poll_records=s.max_batch,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            bootstrap_timeout_ms=10_000,  # then retried with backoff; keeps stop() prompt
+            fetch_max_bytes=_FETCH_MAX_BYTES,
+            max_partition_fetch_bytes=_PARTITION_FETCH_MAX_BYTES,
+        )
+        try:
+            parts = consumer.partitions_for_topic(s.topic)
+            if not parts:
+                raise RuntimeError(f"topic {s.topic!r} does not exist (yet)")
+            wanted = s.partitions if s.partitions is not None else sorted(parts)
+            missing = sorted(set(wanted) - set(parts))
+            if missing:
+                raise RuntimeError(f"topic {s.topic!r} has no partition(s) {missing}")
+            tps = [TopicPartition(s.topic, p) for p in wanted]
+            consumer.assign(tps)
+            for tp in tps:
+                if tp.partition in self._offsets:
+                    consumer.seek(tp, self._offsets[tp.partition])
+                else:
+                    consumer.seek_to_beginning(tp)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        self._consumer, self._tps = consumer, tps
+        log.info(
+            "consuming %s partitions %s from %s",
+            s.topic,
+            wanted,
+            {p: self._offsets.get(p, "beginning") for p in wanted},
+        )
+
+    def _step(self) -> None:
+        consumer = self._consumer
+        polled = consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+        records = [m for msgs in polled.values() for m in msgs]
+        if records:
+            self._apply(records)
+        for tp in self._tps:
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                self._highwater[tp.partition] = hw
+                self._targets.setdefault(tp.partition, hw)
+            pos = consumer.position(tp, timeout_ms=1000) if not records else None
+            if pos is not None:
+                # Where nothing was returned, the position is still what we have applied
+                # (it moves without records past compacted-away offsets or after a reset).
+                self._offsets[tp.partition] = pos
+        if not self._ready and len(self._targets) == len(self._tps):
+            self._ready = all(self._offsets.get(p, 0) >= t for p, t in self._targets.items())
+            if self._ready:
+                log.info("caught up with the log end seen at start: %s", self._targets)
+        self._maybe_snapshot()
+        self._commit()
+
+    def _apply(self, records: list[Any]) -> None:
+        batch = decode(records, self.index.dim)
+        outcome = apply(self.index, batch)
+        now_ms = time.time() * 1000.0
+        rejected = batch.rejected + outcome.rejected
+        self._dlq.send(rejected)
+        for r in records:  # records of a partition come in offset order
+            self._offsets[r.partition] = r.offset + 1
+        ts = np.fromiter((r.timestamp for r in records), np.float64, len(records))
+        ts = ts[ts > 0]
+        if ts.size:
+            self._fresh.add(np.maximum(now_ms - ts, 0.0))
+        self.applied += outcome.applied
+        self.ignored_stale += outcome.ignored_stale
+        self.dead_lettered += len(rejected)
+        self._since_snapshot += len(records)
+        for r in rejected:
+            log.debug("dead letter p%d@%d: %s", r.record.partition, r.record.offset, r.error)
+
+    def _maybe_snapshot(self) -> None:
+        s = self.settings
+        if s.snapshot_dir is None or self._since_snapshot == 0:
+            return
+        due = time.monotonic() - self._last_snapshot_t >= s.snapshot_every_s
+        if due or self._since_snapshot >= s.snapshot_every_messages:
+            self._dlq.flush(timeout_s=5.0)
+            self.snapshot()
+
+    def _commit(self, force: bool = False) -> None:
+        """Commit applied offsets to the consumer group, for lag monitoring only."""
+        s = self.settings
+        if s.group is None or not self._offsets:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_commit_t < s.commit_every_s:
+            return
+        self._last_commit_t = now
+        try:
+            from kafka import KafkaConsumer, TopicPartition
+            from kafka.structs import OffsetAndMetadata
+
+            if self._committer is None:
+                self._committer = KafkaConsumer(
+                    bootstrap_servers=s.bootstrap.split(","),
+                    client_id=f"{s.client_id}-commit",
+                    group_id=s.group,
+                    enable_auto_commit=False,
+                )
+            self._committer.commit(
+                {
+                    TopicPartition(s.topic, p): OffsetAndMetadata(o, "", -1)
+                    for p, o in self._offsets.items()
+                }
+            )
+        except Exception as e:  # noqa: BLE001 - monitoring only; never stops ingestion
+            log.warning("group commit failed: %s", e)
+
+    def _close_clients(self) -> None:
+        for c in (self._consumer, self._committer):
+            if c is not None:
+                try:
+                    c.close(autocommit=False)
+                except Exception as e:  # noqa: BLE001
+                    log.debug("closing a consumer: %s", e)
+        self._consumer = self._committer = None

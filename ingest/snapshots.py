@@ -1,0 +1,141 @@
+"""Atomic index snapshots that record the Kafka offsets they include.
+
+The index's durable state is (snapshot, offsets per partition): on restart, load the newest
+valid snapshot and replay the log from its offsets. A snapshot is written into a hidden
+temporary directory, every file and the directory are fsynced, and only then is it renamed
+to its final name `snap-<seq>`; a rename is atomic, so a crash leaves either the complete
+snapshot or a `.tmp-*` directory that loading ignores and the next write removes. Each
+snapshot also lists its files' sizes in `snapshot.json`; one that does not match (a copy cut
+short, a file system that lost writes) is skipped and the one before it is loaded, which
+is why the newest two are kept.
+
+Layout:
+
+    SNAPSHOT_DIR/snap-0000000042/manifest.json        index manifest; extra.offsets
+    SNAPSHOT_DIR/snap-0000000042/tensors.safetensors
+    SNAPSHOT_DIR/snap-0000000042/snapshot.json         {"seq", "offsets", "files": {name: size}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("linr.ingest")
+
+_PREFIX = "snap-"
+_TMP_PREFIX = ".tmp-snap-"
+_NAME = re.compile(r"^snap-(\d{10})$")
+_INFO = "snapshot.json"
+# Test hook: seconds to pause after the files are written and before they are made durable
+# and renamed, so that a test can kill the process in the middle of a snapshot.
+_DEBUG_DELAY_ENV = "LINR_INGEST_DEBUG_SNAPSHOT_DELAY_S"
+
+
+def list_snapshots(snapshot_dir: str | Path) -> list[Path]:
+    """Complete (renamed) snapshots, newest first. Validity is checked when loading."""
+    d = Path(snapshot_dir)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_snapshot(
+    index: Any,
+    snapshot_dir: str | Path,
+    offsets: Mapping[int, int],
+    *,
+    topic: str | None = None,
+    keep: int = 2,
+) -> Path:
+    """Write `index` with the offsets it includes (partition -> next offset to apply) as a
+    new snapshot, atomically; keep the newest `keep` snapshots. Returns the snapshot's path.
+
+    The caller must make sure no write reaches the index between reading `offsets` and this
+    call returning (the ingester calls it from its own thread, between batches);
+    `index.save` holds the index lock while it copies the tensors."""
+    d = Path(snapshot_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    existing = list_snapshots(d)
+    seq = int(_NAME.match(existing[0].name).group(1)) + 1 if existing else 1  # type: ignore[union-attr]
+    final = d / f"{_PREFIX}{seq:010d}"
+    tmp = d / f"{_TMP_PREFIX}{seq:010d}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    offs = {str(int(p)): int(o) for p, o in sorted(offsets.items())}
+    extra = {"offsets": offs, "topic": topic, "snapshot_seq": seq, "written_at": time.time()}
+    index.save(tmp, extra=extra)
+    files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+    info = {"seq": seq, "topic": topic, "offsets": offs, "files": files}
+    (tmp / _INFO).write_text(json.dumps(info, indent=1))
+    delay = float(os.environ.get(_DEBUG_DELAY_ENV, "0") or 0)
+    if delay > 0:
+        time.sleep(delay)
+    for p in tmp.iterdir():
+        _fsync(p)
+    _fsync(tmp)
+    os.rename(tmp, final)
+    _fsync(d)
+    _prune(d, keep)
+    return final
+
+
+def _prune(d: Path, keep: int) -> None:
+    for old in list_snapshots(d)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    for p in d.iterdir():
+        # Temporary directories of writers that died (ours are renamed before we get here).
+        if p.name.startswith(_TMP_PREFIX):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def check_snapshot(path: Path) -> dict[str, Any]:
+    """The snapshot's info if its files are all there with the sizes it recorded; raises
+    ValueError naming what is wrong otherwise."""
+    info_path = path / _INFO
+    if not info_path.is_file():
+        raise ValueError(f"{path} has no {_INFO}")
+    info: dict[str, Any] = json.loads(info_path.read_text())
+    for name, size in info["files"].items():
+        f = path / name
+        if not f.is_file():
+            raise ValueError(f"{path}: {name} is missing")
+        if f.stat().st_size != size:
+            raise ValueError(f"{path}: {name} has {f.stat().st_size} bytes, expected {size}")
+    return info
+
+
+def load_latest(
+    snapshot_dir: str | Path, device: str = "auto"
+) -> tuple[Any, dict[int, int]] | None:
+    """(index, offsets) from the newest valid snapshot in `snapshot_dir`, or None if there is
+    none. A snapshot that fails to load is logged and skipped for the one before it."""
+    from linr.index import Index
+
+    for path in list_snapshots(snapshot_dir):
+        try:
+            info = check_snapshot(path)
+            index = Index.load(path, device)
+        except Exception as e:  # noqa: BLE001 - any failure means "not this one"
+            log.warning("skipping snapshot %s: %s: %s", path, type(e).__name__, e)
+            continue
+        offsets = {int(p): int(o) for p, o in info["offsets"].items()}
+        log.info("loaded snapshot %s (%d items, offsets %s)", path.name, len(index), offsets)
+        return index, offsets
+    return None

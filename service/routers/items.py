@@ -1,0 +1,104 @@
+"""Item writes and reads: PUT/GET/DELETE /v1/items/{id}, POST /v1/items (bulk upsert).
+
+Every index call runs on the batcher's worker, in arrival order, between search batches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import Response
+
+from service.deps import StateDep, floats, index_error, json_response, py_id
+from service.errors import ApiError, invalid
+from service.models import (
+    ERROR_RESPONSES,
+    BulkRequest,
+    BulkResponse,
+    DeleteResponse,
+    ErrorBody,
+    ItemBody,
+    ItemResponse,
+    UpsertResponse,
+)
+from service.validate import check_id, check_vectors, parse_path_id
+
+router = APIRouter(prefix="/v1/items", tags=["items"], responses=ERROR_RESPONSES)
+
+# `:path` so that a string id may hold "/" (sent percent-encoded).
+_ID_DOC = "An integer id if the index uses integer ids, else a string id."
+IdPath = Path(description=_ID_DOC, min_length=1)
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such id"}
+}
+
+
+def _not_found(item_id: int | str) -> ApiError:
+    return ApiError(404, "not_found", f"no item with id {item_id!r}")
+
+
+async def _on_worker(state: StateDep, fn: Any) -> Any:
+    _, batcher = state.require()
+    try:
+        return await batcher.call(fn)
+    except Exception as e:
+        raise index_error(e) from None
+
+
+@router.put("/{item_id:path}", response_model=UpsertResponse, summary="Insert or replace an item")
+async def put_item(state: StateDep, body: ItemBody, item_id: str = IdPath) -> Response:
+    index, _ = state.require()
+    iid = parse_path_id(item_id, index.id_kind)
+    vec = check_vectors([body.vector], index.dim, lambda _: "body.vector")
+    versions = None if body.version is None else [body.version]
+    res = await _on_worker(state, lambda: index.upsert([iid], vec, [body.attributes], versions))
+    created, applied = bool(res.created[0]), bool(res.applied[0])
+    return json_response({"id": iid, "created": created, "applied": applied})
+
+
+@router.get(
+    "/{item_id:path}", response_model=ItemResponse, responses=_NOT_FOUND, summary="Read an item"
+)
+async def get_item(state: StateDep, item_id: str = IdPath) -> Response:
+    index, _ = state.require()
+    iid = parse_path_id(item_id, index.id_kind)
+    item = await _on_worker(state, lambda: index.get(iid))
+    if item is None:
+        raise _not_found(iid)
+    out = {"id": py_id(item.id), "vector": floats(item.vector), "attributes": item.attributes}
+    if item.version is not None:
+        out["version"] = item.version
+    return json_response(out)
+
+
+@router.delete(
+    "/{item_id:path}", response_model=DeleteResponse, responses=_NOT_FOUND, summary="Delete"
+)
+async def delete_item(state: StateDep, item_id: str = IdPath) -> Response:
+    index, _ = state.require()
+    iid = parse_path_id(item_id, index.id_kind)
+    removed = await _on_worker(state, lambda: index.delete([iid]))
+    if not bool(removed[0]):
+        raise _not_found(iid)
+    return json_response({"id": iid, "deleted": True})
+
+
+@router.post("", response_model=BulkResponse, summary="Insert or replace many items")
+async def bulk_upsert(state: StateDep, body: BulkRequest) -> Response:
+    """All or nothing: one bad item rejects the request (422 naming it) and writes nothing."""
+    index, _ = state.require()
+    items = body.items
+    limit = state.settings.max_items_per_request
+    if len(items) > limit:
+        raise invalid(f"body.items: {len(items)} items; the limit is {limit} per request")
+    ids = [check_id(it.id, f"body.items[{i}].id") for i, it in enumerate(items)]
+    vecs = check_vectors(
+        [it.vector for it in items], index.dim, lambda i: f"body.items[{i}].vector"
+    )
+    attrs = [it.attributes for it in items]
+    versions = [it.version for it in items] if any(it.version is not None for it in items) else None
+    res = await _on_worker(state, lambda: index.upsert(ids, vecs, attrs, versions))
+    upserted = int(res.applied.sum())
+    created = int(res.created.sum())
+    return json_response({"upserted": upserted, "created": created, "ignored": len(ids) - upserted})

@@ -1,0 +1,68 @@
+"""POST /v1/search and /v1/search/batch: validated here, answered by the micro-batcher."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from service.batcher import Hits
+from service.deps import StateDep, floats, index_error, json_response, py_id
+from service.models import (
+    ERROR_RESPONSES,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    SearchRequest,
+    SearchResponse,
+)
+from service.validate import to_query
+
+router = APIRouter(prefix="/v1", tags=["search"], responses=ERROR_RESPONSES)
+
+
+def _answer(h: Hits, took_ms: float) -> dict[str, Any]:
+    scores = floats(h.scores)
+    results: list[dict[str, Any]]
+    if h.attributes is None:
+        results = [{"id": py_id(i), "score": s} for i, s in zip(h.ids, scores, strict=True)]
+    else:
+        results = [
+            {"id": py_id(i), "score": s, "attributes": a}
+            for i, s, a in zip(h.ids, scores, h.attributes, strict=True)
+        ]
+    return {"results": results, "count": len(results), "took_ms": took_ms}
+
+
+@router.post("/search", response_model=SearchResponse, summary="Top-k search, one query")
+async def search(body: SearchRequest, state: StateDep) -> Response:
+    """One query vector (`vector`), or a multi-embedding query (`vectors` + `aggregate`),
+    with an optional filter. Concurrent requests share one scan (micro-batching)."""
+    t0 = time.perf_counter()
+    index, batcher = state.require()
+    query = to_query(body, index.dim, state.settings, "body.")
+    try:
+        (hits,) = await batcher.search([query])
+    except Exception as e:
+        raise index_error(e) from None
+    return json_response(_answer(hits, (time.perf_counter() - t0) * 1e3))
+
+
+@router.post(
+    "/search/batch", response_model=BatchSearchResponse, summary="Many queries in one request"
+)
+async def search_batch(body: BatchSearchRequest, state: StateDep) -> Response:
+    """Up to 1024 search bodies; each answered as by /v1/search, in order."""
+    t0 = time.perf_counter()
+    index, batcher = state.require()
+    queries = [
+        to_query(q, index.dim, state.settings, f"body.queries[{i}].")
+        for i, q in enumerate(body.queries)
+    ]
+    try:
+        hits = await batcher.search(queries)
+    except Exception as e:
+        raise index_error(e, batch=True) from None
+    took = (time.perf_counter() - t0) * 1e3
+    return json_response({"results": [_answer(h, took) for h in hits], "took_ms": took})

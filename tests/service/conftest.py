@@ -1,0 +1,15 @@
+import numpy as np
+import pytest
+
+# The service stack is an optional extra: without it these tests are skipped, not failed.
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("pydantic_settings")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    # Fresh random inputs on every run; the seed is printed for a failing test.
+    seed = int(np.random.SeedSequence().entropy) % (2**32)  # type: ignore[arg-type]
+    print(f"seed={seed}")
+    return np.random.default_rng(seed)
