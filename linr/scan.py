@@ -31,6 +31,7 @@ _SKIP_FACTOR = 1
 # tiles at 1% selectivity), the rows form only the allowed rows (docs/gpu.md). Not yet
 # measured on a GPU: the switch point is to be set from benchmarks/bench_scan.py.
 _GATHER_BELOW_TRITON = 0.05
+_TRITON_MAX_K = 1000  # linr.ops.scan_topk's limit; larger k (oversampling) uses torch
 _DEFAULT_SCAN_BYTES = 256 << 20
 # faiss's knn uses BLAS only for large query batches; below, its per-pair path is 2-7x slower
 # than torch mm + topk (1M x 128, k=100, 2 cores: B=512 faiss 9.3 s vs torch 1.4 s;
@@ -278,6 +279,8 @@ class Scanner:
             return best_s, best_r
         if backend == "auto" or (backend == "faiss" and queries.multi):
             backend = choose_backend(dev, queries)
+            if backend == "triton" and k > _TRITON_MAX_K:
+                backend = "torch"
         if strategy == "auto":
             strategy = choose_strategy(n_allowed, n_rows, backend)
         if backend == "triton":
