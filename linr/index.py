@@ -23,7 +23,7 @@ from linr.errors import InvalidInput
 from linr.filters import filter_to_json, parse_filter
 from linr.ids import Id, IdMap
 from linr.metrics import check_metric, normalize_rows
-from linr.quantization import check_quantization, decode
+from linr.quantization import check_quantization
 from linr.scan import _DEFAULT_SCAN_BYTES, Queries, Scanner
 from linr.storage import VectorStore
 
@@ -413,13 +413,7 @@ class Index:
     def _prepare_queries(self, queries: Any, aggregate: str | None) -> Queries:
         if isinstance(queries, (list, tuple)) and aggregate is not None:
             mats = [
-                self._prepare_vectors(
-                    q,
-                    np.asarray(q).reshape(-1, self.dim).shape[0]
-                    if np.asarray(q).size % self.dim == 0
-                    else -1,
-                    "query vectors",
-                )
+                self._prepare_vectors(q, np.shape(q)[0] if np.ndim(q) == 2 else 1, "query vectors")
                 for q in queries
             ]
             if not mats:
@@ -604,5 +598,4 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 def decode_rows(index: Index, rows: torch.Tensor) -> torch.Tensor:
     """Stored (decoded) float32 vectors of rows: what the index scores against."""
-    st = index._store
-    return decode(st.codes[rows], None if st.scales is None else st.scales[rows])
+    return index._store.gather(rows)
