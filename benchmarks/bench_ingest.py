@@ -16,7 +16,10 @@
    (produce timestamp -> applied, hence searchable) is reported by the ingester for every
    message, and measured end to end by a probe that produces a marker item every 100 ms
    and polls the index until it is there. The ratio last: search p99 with / without
-   ingestion (consumed / not consumed).
+   ingestion (consumed / not consumed), pooled and per round. By default the stream
+   replaces random existing items (fresh vectors each phase), so every phase searches the
+   same number of items; `--stream-ids insert` adds new ones instead, and the index grows by
+   --stream-rate x --stream-s items per phase while it is measured.
 
 Rows are appended to benchmarks/results/ingest.csv.
 """
@@ -140,12 +143,16 @@ sys.path.insert(0, sys.argv[1])
 import numpy as np
 from kafka import KafkaProducer
 from ingest.messages import encode_upsert
-bootstrap, topic, rate, seconds, dim, id0 = sys.argv[2], sys.argv[3], float(sys.argv[4]), \
-    float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+bootstrap, topic, rate, seconds, dim, id0, span, seed = sys.argv[2], sys.argv[3], \
+    float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), \
+    int(sys.argv[8]), int(sys.argv[9])
 n = int(rate * seconds)
-rng = np.random.default_rng(1)
+rng = np.random.default_rng(seed)  # fresh vectors each phase: no duplicates of earlier ones
 x = rng.standard_normal((n, dim), dtype=np.float32)
-msgs = [encode_upsert(id0 + i, x[i], {"lang": "en", "ts": i}) for i in range(n)]  # pre-encoded
+# span > 0: replace random existing items id0..id0+span-1 (the index keeps its size);
+# span == 0: insert new ids id0, id0+1, ...
+ids = id0 + (rng.integers(0, span, n) if span else np.arange(n))
+msgs = [encode_upsert(int(ids[i]), x[i], {"lang": "en", "ts": i}) for i in range(n)]
 p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
 print("go", flush=True)
 t0 = time.monotonic()
@@ -203,10 +210,15 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
 
 
-def start_streamer(args: argparse.Namespace, bootstrap: str, topic: str, id0: int) -> Any:
-    """A separate process producing --stream-rate upserts/s to `topic` for --stream-s."""
+def start_streamer(
+    args: argparse.Namespace, bootstrap: str, topic: str, id0: int, span: int, seed: int
+) -> Any:
+    """A separate process producing --stream-rate upserts/s to `topic` for --stream-s:
+    replacing random items among ids id0..id0+span-1, or inserting new ids from id0 when
+    span is 0."""
     cmd = [sys.executable, "-c", _STREAMER, str(ROOT), bootstrap, topic]
-    cmd += [str(args.stream_rate), str(args.stream_s), str(args.dim), str(id0)]
+    cmd += [str(args.stream_rate), str(args.stream_s), str(args.dim), str(id0), str(span)]
+    cmd += [str(seed)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
     return proc
@@ -230,11 +242,17 @@ def stream_section(args: argparse.Namespace, bootstrap: str, rows: list[dict[str
             np.arange(s, e), x[s:e], [{"lang": LANGS[i % 4], "ts": i} for i in range(s, e)]
         )
     n_phase = int(args.stream_rate * args.stream_s)
-    n_stream = n_phase * args.rounds
-    if args.reserve:  # room for every streamed item now: no capacity growth while measuring
-        index.reserve(args.search_n + n_stream + n_phase)
-    window = n_stream + n_phase + 1000
-    settings = IngestSettings(bootstrap=bootstrap, topic=topic, freshness_window=window)
+    n_stream = n_phase * (args.rounds + 1)  # the measured rounds, then the probe's phase
+    inserts = args.stream_ids == "insert"
+    if args.reserve and inserts:  # room for every streamed item: no growth while measuring
+        index.reserve(args.search_n + n_stream)
+    window = n_stream + 1000
+    settings = IngestSettings(
+        bootstrap=bootstrap,
+        topic=topic,
+        freshness_window=window,
+        **({"fetch_min_bytes": args.fetch_min_bytes} if args.fetch_min_bytes else {}),
+    )
     ing = Ingester(index, settings)
     ing.start()
     while not ing.ready:
@@ -244,16 +262,26 @@ def stream_section(args: argparse.Namespace, bootstrap: str, rows: list[dict[str
     unconsumed: list[float] = []
     consumed: list[float] = []
     probes: list[float] = []
+    per_round: list[float] = []
+
+    def stream_to(topic: str, r: int) -> Any:
+        if inserts:
+            return start_streamer(args, bootstrap, topic, args.search_n + r * n_phase, 0, r)
+        return start_streamer(args, bootstrap, topic, 0, args.search_n, 100 + r)
+
     for r in range(args.rounds):
-        streamer = start_streamer(args, bootstrap, other, 0)
-        unconsumed += query_loop(index, args.qps, args.stream_s, args.dim, 10 + r)
+        streamer = stream_to(other, r)
+        u = query_loop(index, args.qps, args.stream_s, args.dim, 10 + r)
         streamer.wait()
-        streamer = start_streamer(args, bootstrap, topic, args.search_n + r * n_phase)
-        consumed += query_loop(index, args.qps, args.stream_s, args.dim, 20 + r)
+        streamer = stream_to(topic, r)
+        c = query_loop(index, args.qps, args.stream_s, args.dim, 20 + r)
         streamer.wait()
+        unconsumed += u
+        consumed += c
+        per_round.append(pct(c, 99) / pct(u, 99))
     # The probe polls the index every 0.5 ms from Python: its own phase, so that its GIL
     # traffic is not counted against ingestion in the latencies above.
-    streamer = start_streamer(args, bootstrap, topic, args.search_n + n_stream)
+    streamer = stream_to(topic, args.rounds)
     halt = threading.Event()
     prober = threading.Thread(target=probe, args=(bootstrap, topic, index, args.dim, halt, probes))
     prober.start()
@@ -261,13 +289,15 @@ def stream_section(args: argparse.Namespace, bootstrap: str, rows: list[dict[str
     streamer.wait()
     halt.set()
     prober.join()
-    n_stream += n_phase
+    produced = n_stream + len(probes)
     deadline = time.monotonic() + 30
-    while len(index) < args.search_n + n_stream and time.monotonic() < deadline:
+    while ing.applied + ing.ignored_stale < produced and time.monotonic() < deadline:
         time.sleep(0.05)
     st = ing.stats()
     ing.stop(final_snapshot=False)
-    assert len(index) >= args.search_n + n_stream, (len(index), st)
+    assert st["applied"] == produced and st["dead_lettered"] == 0, (produced, st)
+    expect = args.search_n + len(probes) + (n_stream if inserts else 0)
+    assert len(index) == expect, (len(index), expect)
     fresh = st["freshness_ms"]
     ratio = pct(consumed, 99) / pct(unconsumed, 99)
     raw = pct(consumed, 99) / pct(quiet, 99)
@@ -281,7 +311,11 @@ def stream_section(args: argparse.Namespace, bootstrap: str, rows: list[dict[str
         f"freshness end to end (probe, {len(probes)} markers): p50 {pct(probes, 50):.1f} ms, "
         f"p99 {pct(probes, 99):.1f} ms"
     )
-    print(f"search N={args.search_n:,} k=10, one query at a time at {args.qps:g} qps:")
+    what = "new items" if inserts else "replacing existing items"
+    print(
+        f"search N={args.search_n:,} k=10, one query at a time at {args.qps:g} qps; "
+        f"the stream {what}:"
+    )
     for name, lat in (
         ("quiet machine", quiet),
         ("stream not consumed", unconsumed),
@@ -292,7 +326,10 @@ def stream_section(args: argparse.Namespace, bootstrap: str, rows: list[dict[str
             f"({len(lat)} queries)"
         )
     print(f"search p99, consumed / quiet machine: {raw:.2f}")
-    print(f"search p99 with / without ingestion (same stream load): {ratio:.2f}")
+    print(
+        f"search p99 with / without ingestion (same stream load): {ratio:.2f} "
+        f"(rounds: {', '.join(f'{x:.2f}' for x in per_round)})"
+    )
     rows += [
         {"metric": "freshness_p50", "value": fresh["p50"], "unit": "ms"},
         {"metric": "freshness_p99", "value": fresh["p99"], "unit": "ms"},
@@ -302,7 +339,12 @@ def stream_section(args: argparse.Namespace, bootstrap: str, rows: list[dict[str
         {"metric": "search_p99_unconsumed", "value": round(pct(unconsumed, 99), 3), "unit": "ms"},
         {"metric": "search_p99_ingesting", "value": round(pct(consumed, 99), 3), "unit": "ms"},
         {"metric": "search_p99_ratio_vs_quiet", "value": round(raw, 3), "unit": "x"},
-        {"metric": "search_p99_ratio", "value": round(ratio, 3), "unit": "x"},
+        {
+            "metric": f"search_p99_ratio_{args.stream_ids}",
+            "value": round(ratio, 3),
+            "unit": "x",
+            "spread": "/".join(f"{x:.2f}" for x in per_round),
+        },
     ]
 
 
@@ -317,9 +359,22 @@ def main() -> None:
     ap.add_argument("--qps", type=float, default=50.0, help="search rate during the test")
     ap.add_argument("--stream-rate", type=float, default=5000.0)
     ap.add_argument("--stream-s", type=float, default=10.0, help="seconds per phase")
-    ap.add_argument("--rounds", type=int, default=2, help="unconsumed/consumed alternations")
+    ap.add_argument("--rounds", type=int, default=3, help="unconsumed/consumed alternations")
     ap.add_argument(
-        "--reserve", action="store_true", help="reserve index capacity for the stream up front"
+        "--stream-ids",
+        choices=("update", "insert"),
+        default="update",
+        help="update: the stream replaces random existing items, so every phase searches "
+        "the same number; insert: it adds new items (the index grows as it is measured)",
+    )
+    ap.add_argument(
+        "--reserve", action="store_true", help="insert: reserve capacity for the stream first"
+    )
+    ap.add_argument(
+        "--fetch-min-bytes", type=int, help="the ingester's fetch_min_bytes (default: its own)"
+    )
+    ap.add_argument(
+        "--switch-interval-ms", type=float, help="sys.setswitchinterval for this process"
     )
     ap.add_argument("--torch-threads", type=int, help="torch intra-op threads for searches")
     ap.add_argument("--skip", choices=("rate", "stream"), help="leave a section out")
@@ -341,6 +396,8 @@ def main() -> None:
         bootstrap = broker.bootstrap
     import torch
 
+    if args.switch_interval_ms:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     print(

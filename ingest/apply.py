@@ -1,7 +1,8 @@
 """Applying a decoded batch to the index: per-key offset order, versions, and bad items
 pinned on the message that carries them.
 
-The whole batch is applied under `index.lock`, so a search sees all of it or none of it.
+The whole batch is applied under `index.lock`, so a search sees all of it or none of it
+(and under `index.write_lock`, which writers take first).
 Inside, messages are grouped into runs whose upserts go to one `index.upsert` call and
 whose deletes go to one `index.delete` call. Upserts and deletes of one run touch different
 keys (so their relative order does not matter) and a run holds at most one delete per key;
@@ -75,7 +76,8 @@ def apply(index: Any, batch: Decoded) -> Outcome:
     """Apply `batch` to `index` atomically with respect to searches."""
     out = Outcome()
     run = _Run()
-    with index.lock:
+    # write_lock first (the index's lock order), then lock for the whole batch.
+    with index.write_lock, index.lock:
         if all(op.kind == "upsert" for op in batch.ops):  # the common case: one run
             run.upserts = batch.ops
             _flush(index, batch, run, out)

@@ -212,6 +212,7 @@ class Ingester:
             auto_offset_reset="earliest",  # a stored offset the log no longer holds
             max_poll_records=s.max_batch,
             fetch_max_wait_ms=s.fetch_max_wait_ms,
+            fetch_min_bytes=s.fetch_min_bytes,
             bootstrap_timeout_ms=10_000,  # then retried with backoff; keeps stop() prompt
             fetch_max_bytes=_FETCH_MAX_BYTES,
             max_partition_fetch_bytes=_PARTITION_FETCH_MAX_BYTES,

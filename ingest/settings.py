@@ -14,6 +14,10 @@ _POLL_TIMEOUT_MS = 100
 # How long the broker may hold a fetch waiting for data. At 5,000 msgs/s on a local tansu
 # broker, 500 ms (Kafka's default) gave freshness p50/p99 of 137/289 ms; 50 ms gave 18/44 ms.
 _FETCH_MAX_WAIT_MS = 50
+# The broker answers a fetch once it holds this much (or after fetch_max_wait_ms). Fewer,
+# larger batches cost the serving process less CPU per message (poll and apply overheads are
+# per batch), which is what searches sharing its cores feel; see docs/ingest.md.
+_FETCH_MIN_BYTES = 256 << 10
 
 
 class IngestSettings(BaseModel):
@@ -39,6 +43,12 @@ class IngestSettings(BaseModel):
     max_batch: int = Field(default=_MAX_BATCH, ge=1, description="Records applied per batch.")
     poll_timeout_ms: int = Field(default=_POLL_TIMEOUT_MS, ge=1)
     fetch_max_wait_ms: int = Field(default=_FETCH_MAX_WAIT_MS, ge=0)
+    fetch_min_bytes: int = Field(
+        default=_FETCH_MIN_BYTES,
+        ge=1,
+        description="Bytes the broker gathers before answering a fetch (within "
+        "fetch_max_wait_ms): larger batches, less CPU per message.",
+    )
     freshness_window: int = Field(
         default=20_000, ge=1, description="Latest messages whose freshness stats() reports."
     )

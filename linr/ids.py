@@ -10,7 +10,7 @@ items (measured in tests/linr/test_ids.py::test_bytes_per_item). A Python dict w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -115,9 +115,12 @@ class IntIdTable:
         rows = np.where(slots >= 0, self._rows[np.maximum(slots, 0)], -1)
         return rows.astype(np.int64)
 
+    def needs_rehash(self, n_more: int) -> bool:
+        return self._used + n_more > _MAX_LOAD * (1 << self._bits)
+
     def insert(self, ids: np.ndarray, rows: np.ndarray) -> None:
         """Insert ids known to be absent and unique."""
-        if self._used + ids.shape[0] > _MAX_LOAD * (1 << self._bits):
+        if self.needs_rehash(ids.shape[0]):
             self._rehash(self._live + ids.shape[0])
         mask = (1 << self._bits) - 1
         active = np.arange(ids.shape[0])
@@ -144,10 +147,16 @@ class IntIdTable:
         self._live -= slots.size
 
     def _rehash(self, need: int) -> None:
+        t = self.rebuilt(need)
+        self._bits, self._keys, self._rows = t._bits, t._keys, t._rows
+        self._used, self._live = t._used, t._live
+
+    def rebuilt(self, need: int) -> IntIdTable:
+        """A new table holding the same ids, with room for `need` (no tombstones)."""
         live = self._keys >= 0
-        keys, rows = self._keys[live], self._rows[live]
-        self.__init__(max(need, 1024))  # type: ignore[misc]
-        self.insert(keys, rows.astype(np.int64))
+        t = IntIdTable(max(need, 1024))
+        t.insert(self._keys[live], self._rows[live].astype(np.int64))
+        return t
 
     def memory_bytes(self) -> int:
         return self._keys.nbytes + self._rows.nbytes
@@ -172,12 +181,32 @@ class IdMap:
         return normalize_ids(ids, self.kind)
 
     def grow(self, capacity: int) -> None:
+        self.prepare_grow(capacity)()
+
+    def needs_room(self, n_insert: int) -> bool:
+        """Would inserting `n_insert` ids rehash the id table?"""
+        return self.kind == "int" and self._table.needs_rehash(n_insert)
+
+    def prepare_grow(self, capacity: int, n_insert: int = 0) -> Callable[[], None]:
+        """Build now, and return what installs: the row -> id column grown to `capacity`,
+        and the id table rebuilt bigger if inserting `n_insert` ids would rehash it (so
+        that the insert itself does not). Reads only (see VectorStore.prepare_grow)."""
         old = self._row_int.shape[0]
-        if capacity <= old:
-            return
-        self._row_int = np.concatenate([self._row_int, np.full(capacity - old, -1, np.int64)])
-        if self.kind == "str":
-            self._row_str.extend([None] * (capacity - old))
+        row_int = self._row_int
+        if capacity > old:
+            row_int = np.concatenate([self._row_int, np.full(capacity - old, -1, np.int64)])
+        table = None
+        if self.needs_room(n_insert):
+            table = self._table.rebuilt(len(self._table) + n_insert)
+
+        def install() -> None:
+            self._row_int = row_int
+            if self.kind == "str" and capacity > len(self._row_str):
+                self._row_str.extend([None] * (capacity - len(self._row_str)))
+            if table is not None:
+                self._table = table
+
+        return install
 
     def _set_kind(self, kind: str) -> None:
         if self.kind is None:

@@ -1,9 +1,13 @@
 """The index: a "model binary" of item embeddings and attributes held as tensors on one
 device, searched exhaustively with attribute pre-filtering.
 
-Every public method takes `self.lock`, so a search never sees a half-applied batch and
-batches from several threads apply one after the other. Writes validate the whole batch
-before touching any tensor: a bad item rejects its batch and changes nothing.
+Two locks. `lock` guards the tensors: a search holds it, and so does each write while it
+changes them, so a search never sees a half-applied batch. `write_lock` orders the writers
+(upsert, delete, reserve) and `save` among themselves: a write validates and plans its batch
+holding only `write_lock`, so searches wait just for the short part that changes tensors,
+and `save` reads a state no writer can change without stopping searches at all. Code that
+needs both takes `write_lock` first. Writes validate the whole batch before touching any
+tensor: a bad item rejects its batch and changes nothing.
 """
 
 from __future__ import annotations
@@ -107,7 +111,8 @@ class Index:
         self._n_rows = 0  # rows [0, n_rows) have been used; the scan stops there
         self._free: list[int] = []  # deleted rows, reused first
         self._scanner = Scanner(self._store, metric, scan_bytes)
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # searches and reads; writers while changing tensors
+        self.write_lock = threading.RLock()  # writers and save, one at a time; before `lock`
         self.manifest_extra: dict[str, Any] = {}
 
     # ---- introspection -------------------------------------------------------------------
@@ -160,20 +165,44 @@ class Index:
     # ---- writes --------------------------------------------------------------------------
     def reserve(self, capacity: int) -> None:
         """Make room for `capacity` rows now (a build that knows N avoids growth slack)."""
-        with self.lock:
+        with self.write_lock:
             if capacity > self.capacity:
                 self._grow_to(capacity)
 
-    def _grow_to(self, capacity: int) -> None:
-        self._store.grow(capacity)
-        self._attrs.grow(capacity)
-        self._ids.grow(capacity)
-        valid = torch.zeros(capacity, dtype=torch.bool, device=self.device)
-        valid[: self._valid.shape[0]] = self._valid
-        self._valid = valid
-        if self._versions is not None:
-            extra = np.full(capacity - self._versions.shape[0], _NO_VERSION, np.int64)
-            self._versions = np.concatenate([self._versions, extra])
+    def _grow_to(self, capacity: int, n_insert: int = 0) -> None:
+        """Room for `capacity` rows and `n_insert` more ids. Hold `write_lock`: the grown
+        copies are built without `lock` (no writer can change what they copy, and searches
+        only read), then swapped in under it, so a search waits for the swap, not the copy
+        (160 ms to grow 200k x 128 fp32 rows on the 2-core dev machine)."""
+        capacity = max(capacity, self.capacity)
+        installs = [
+            self._store.prepare_grow(capacity),
+            self._attrs.prepare_grow(capacity),
+            self._ids.prepare_grow(capacity, n_insert),
+        ]
+        valid = self._valid
+        if capacity > valid.shape[0]:
+            valid = torch.zeros(capacity, dtype=torch.bool, device=self.device)
+            valid[: self._valid.shape[0]] = self._valid
+        versions = self._versions
+        if versions is not None and capacity > versions.shape[0]:
+            extra = np.full(capacity - versions.shape[0], _NO_VERSION, np.int64)
+            versions = np.concatenate([versions, extra])
+        with self.lock:
+            for install in installs:
+                install()
+            self._valid, self._versions = valid, versions
+
+    def _make_room(self, n_new: int) -> None:
+        """Before writing `n_new` new ids (holding `write_lock` only): grow now, so that
+        the part of the write that holds `lock` never does."""
+        fresh = max(n_new - len(self._free), 0)
+        need = self._n_rows + fresh
+        capacity = self.capacity
+        if need > capacity:
+            capacity = max(need, int(capacity * _GROWTH) + 1)
+        if capacity > self.capacity or self._ids.needs_room(n_new):
+            self._grow_to(capacity, n_new)
 
     def _allocate(self, n: int) -> np.ndarray:
         reuse = self._free[-n:] if n else []
@@ -238,7 +267,7 @@ class Index:
         """Insert or replace items. Writes of one id apply in order; a version below the
         item's current version is ignored (last writer wins). Validates the whole batch
         first: on error nothing changes."""
-        with self.lock:
+        with self.write_lock:  # validate and plan: searches go on meanwhile
             id_arr, kind = self._ids.normalize(ids)
             n = len(id_arr)
             x = self._prepare_vectors(vectors, n)
@@ -256,32 +285,34 @@ class Index:
             if final.size < n:
                 prepared = self._attrs.prepare([attrs[i] for i in final.tolist()])
             # ---- nothing below can fail on bad input ----
-            rows = rows[final]
-            new = rows < 0
-            n_new = int(new.sum())
-            if n_new:
-                rows[new] = self._allocate(n_new)
-            rows_t = torch.from_numpy(rows)
-            old_rows = rows_t[torch.from_numpy(~new)]
-            if old_rows.numel():
-                self._attrs.clear(old_rows)
-            dev_rows = rows_t.to(self.device)
-            self._store.write(dev_rows, x[torch.from_numpy(final)].to(self.device))
-            self._attrs.write(rows_t, prepared)
-            if n_new:
-                pos = final[new]
-                new_ids = (
-                    id_arr[pos]
-                    if isinstance(id_arr, np.ndarray)
-                    else [id_arr[i] for i in pos.tolist()]
-                )
-                self._ids.insert(new_ids, rows[new], kind)
-            if vers is not None and self._versions is None:
-                self._versions = np.full(self.capacity, _NO_VERSION, np.int64)
-            if self._versions is not None:
-                self._versions[rows] = _NO_VERSION if vers is None else vers[final]
-            self._valid[dev_rows] = True
-            return UpsertResult(created, applied)
+            self._make_room(int((rows[final] < 0).sum()))
+            with self.lock:
+                rows = rows[final]
+                new = rows < 0
+                n_new = int(new.sum())
+                if n_new:
+                    rows[new] = self._allocate(n_new)
+                rows_t = torch.from_numpy(rows)
+                old_rows = rows_t[torch.from_numpy(~new)]
+                if old_rows.numel():
+                    self._attrs.clear(old_rows)
+                dev_rows = rows_t.to(self.device)
+                self._store.write(dev_rows, x[torch.from_numpy(final)].to(self.device))
+                self._attrs.write(rows_t, prepared)
+                if n_new:
+                    pos = final[new]
+                    new_ids = (
+                        id_arr[pos]
+                        if isinstance(id_arr, np.ndarray)
+                        else [id_arr[i] for i in pos.tolist()]
+                    )
+                    self._ids.insert(new_ids, rows[new], kind)
+                if vers is not None and self._versions is None:
+                    self._versions = np.full(self.capacity, _NO_VERSION, np.int64)
+                if self._versions is not None:
+                    self._versions[rows] = _NO_VERSION if vers is None else vers[final]
+                self._valid[dev_rows] = True
+                return UpsertResult(created, applied)
 
     def _plan_writes(
         self, ids: Any, vers: np.ndarray | None, rows: np.ndarray
@@ -334,7 +365,7 @@ class Index:
     ) -> np.ndarray:
         """Remove items; returns bool [n], True where the id existed and was removed.
         A delete whose version is below the item's current version is ignored."""
-        with self.lock:
+        with self.write_lock:
             id_arr, kind = self._ids.normalize(ids)
             n = len(id_arr)
             vers = self._check_versions(versions, n)
@@ -356,16 +387,19 @@ class Index:
             removed[pos[ok]] = True
             if not ok.any():
                 return removed
-            rows = rows[ok]
-            gone = uniq[ok] if isinstance(uniq, np.ndarray) else [u for u, f in zip(uniq, ok) if f]
-            rows_t = torch.from_numpy(rows)
-            self._valid[rows_t.to(self.device)] = False
-            self._attrs.clear(rows_t)
-            self._ids.remove(gone, rows)
-            if self._versions is not None:
-                self._versions[rows] = _NO_VERSION
-            self._free.extend(rows.tolist())
-            return removed
+            with self.lock:
+                rows = rows[ok]
+                gone = (
+                    uniq[ok] if isinstance(uniq, np.ndarray) else [u for u, f in zip(uniq, ok) if f]
+                )
+                rows_t = torch.from_numpy(rows)
+                self._valid[rows_t.to(self.device)] = False
+                self._attrs.clear(rows_t)
+                self._ids.remove(gone, rows)
+                if self._versions is not None:
+                    self._versions[rows] = _NO_VERSION
+                self._free.extend(rows.tolist())
+                return removed
 
     # ---- reads ---------------------------------------------------------------------------
     def _row_of(self, id_: object) -> int:
@@ -496,7 +530,9 @@ class Index:
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        with self.lock:
+        # write_lock, not lock: no writer can change what is read here, and searches (which
+        # only read) go on while it is written.
+        with self.write_lock:
             n = self._n_rows
             tensors: dict[str, torch.Tensor] = {
                 f"vec.{k}": v for k, v in self._store.state_dict(n).items()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from linr.quantization import CODE_DTYPES, decode, encode
@@ -34,14 +36,28 @@ class VectorStore:
         return int(self.codes.shape[0])
 
     def grow(self, capacity: int) -> None:
-        def _grow(t: torch.Tensor) -> torch.Tensor:
+        self.prepare_grow(capacity)()
+
+    def prepare_grow(self, capacity: int) -> Callable[[], None]:
+        """Build the grown tensors now (the slow part: allocation and copy) and return what
+        installs them. Reads only: the caller keeps writes out until it installs."""
+        if capacity <= self.capacity:
+            return lambda: None
+
+        def _grow(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
             out = t.new_zeros((capacity, *t.shape[1:]))
             out[: t.shape[0]] = t
             return out
 
-        self.codes = _grow(self.codes)
-        self.scales = None if self.scales is None else _grow(self.scales)
-        self.sqnorms = None if self.sqnorms is None else _grow(self.sqnorms)
+        codes, scales, sqnorms = _grow(self.codes), _grow(self.scales), _grow(self.sqnorms)
+
+        def install() -> None:
+            assert codes is not None
+            self.codes, self.scales, self.sqnorms = codes, scales, sqnorms
+
+        return install
 
     def write(self, rows: torch.Tensor, x: torch.Tensor) -> None:
         """rows: int64 [n] on the device; x: float32 [n, D] (already normalized for cosine)."""

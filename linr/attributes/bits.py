@@ -57,10 +57,15 @@ class BitWords:
         self.free.extend(bits)
 
     def grow(self, capacity: int) -> None:
+        self.words = self.grown(capacity)
+
+    def grown(self, capacity: int) -> torch.Tensor:
+        """The words with rows up to `capacity` (new rows zero); self is unchanged."""
         extra = capacity - self.capacity
-        if extra > 0:
-            pad = torch.zeros((self.words.shape[0], extra), dtype=torch.int64, device=self.device)
-            self.words = torch.cat([self.words, pad], dim=1)
+        if extra <= 0:
+            return self.words
+        pad = torch.zeros((self.words.shape[0], extra), dtype=torch.int64, device=self.device)
+        return torch.cat([self.words, pad], dim=1)
 
     def clear_rows(self, rows: torch.Tensor) -> None:
         self.words[:, rows] = 0

@@ -48,10 +48,17 @@ class Postings:
 
     # ---- shape ----------------------------------------------------------------------------
     def grow(self, capacity: int) -> None:
+        self.row_off, self.row_len = self.grown(capacity)
+
+    def grown(self, capacity: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row_off, row_len) with rows up to `capacity`; self is unchanged."""
         extra = capacity - self.row_len.shape[0]
-        if extra > 0:
-            self.row_off = np.concatenate([self.row_off, np.zeros(extra, np.int64)])
-            self.row_len = np.concatenate([self.row_len, np.zeros(extra, np.int32)])
+        if extra <= 0:
+            return self.row_off, self.row_len
+        return (
+            np.concatenate([self.row_off, np.zeros(extra, np.int64)]),
+            np.concatenate([self.row_len, np.zeros(extra, np.int32)]),
+        )
 
     def _ensure_values(self, n_values: int) -> None:
         if n_values > len(self.lists):

@@ -13,7 +13,7 @@ Storage per field kind:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -222,20 +222,37 @@ class AttributeStore:
 
     def grow(self, capacity: int) -> None:
         """Rows [old capacity, capacity) become empty rows."""
+        self.prepare_grow(capacity)()
+
+    def prepare_grow(self, capacity: int) -> Callable[[], None]:
+        """Build the grown arrays now and return what installs them (see VectorStore)."""
         if capacity < self._capacity:
             raise ValueError(f"cannot shrink attributes from {self._capacity} to {capacity} rows")
         extra = capacity - self._capacity
         if extra == 0:
-            return
-        self._bits.grow(capacity)
-        self._gen = np.concatenate([self._gen, np.zeros(extra, np.uint32)])
-        for f in self._fields.values():
+            return lambda: None
+        words = self._bits.grown(capacity)
+        gen = np.concatenate([self._gen, np.zeros(extra, np.uint32)])
+        columns: dict[str, torch.Tensor] = {}
+        postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, f in self._fields.items():
             if f.column is not None:
                 pad = torch.zeros(extra, dtype=f.column.dtype, device=self.device)
-                f.column = torch.cat([f.column, pad])
+                columns[name] = torch.cat([f.column, pad])
             if f.postings is not None:
-                f.postings.grow(capacity)
-        self._capacity = capacity
+                postings[name] = f.postings.grown(capacity)
+
+        def install() -> None:
+            self._bits.words, self._gen = words, gen
+            for name, column in columns.items():
+                self._fields[name].column = column
+            for name, (row_off, row_len) in postings.items():
+                pl = self._fields[name].postings
+                assert pl is not None
+                pl.row_off, pl.row_len = row_off, row_len
+            self._capacity = capacity
+
+        return install
 
     # ---- reads ----------------------------------------------------------------------------
     def get(self, row: int) -> dict[str, Any]:

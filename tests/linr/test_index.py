@@ -254,3 +254,116 @@ def test_values_that_overflow_storage_are_rejected(rng):
         Index(2).upsert([1], [["a", "b"]])
     with pytest.raises(InvalidInput, match="k must be"):
         Index(2).search(np.ones(2, np.float32), 10**12)
+
+
+def _search_within(index, seconds, *args):
+    """index.search(*args) on another thread; None if it did not finish in time."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(index.search(*args)), daemon=True)
+    t.start()
+    t.join(seconds)
+    return out[0] if out else None
+
+
+def test_save_lets_searches_run_and_holds_back_writers(tmp_path, rng, monkeypatch):
+    """While `save` writes (held here on an event, as a slow disk would), searches complete;
+    an upsert waits for it, so the saved index is the state from before that upsert."""
+    import safetensors.torch
+
+    index = Index(16, "ip", "fp32", "cpu")
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    index.upsert(np.arange(300), x)
+    writing, release = threading.Event(), threading.Event()
+    real = safetensors.torch.save_file
+
+    def slow_save_file(tensors, filename, *a, **kw):
+        writing.set()
+        assert release.wait(30)
+        return real(tensors, filename, *a, **kw)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", slow_save_file)
+    saver = threading.Thread(target=index.save, args=(tmp_path / "snap",))
+    saver.start()
+    assert writing.wait(30)
+    res = _search_within(index, 10.0, x[:3], 1)  # None if save held `lock`
+    if res is None:
+        release.set()
+    assert res is not None and len(res.ids) == 3
+    upserted = threading.Event()
+
+    def write():
+        index.upsert([1000], np.ones((1, 16), np.float32))
+        upserted.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert not upserted.wait(0.3)  # the writer waits for the save
+    release.set()
+    saver.join(30)
+    writer.join(30)
+    assert upserted.is_set() and 1000 in index
+    saved = Index.load(tmp_path / "snap")
+    assert len(saved) == 300 and 1000 not in saved
+
+
+def test_a_bad_batch_is_rejected_without_waiting_for_searches(rng):
+    """Validation runs before the write takes `lock`: with `lock` held elsewhere (a long
+    search, say), a bad batch is still refused at once."""
+    index = Index(8, "ip", "fp32", "cpu")
+    index.upsert([1], rng.standard_normal((1, 8)).astype(np.float32))
+    errors: list[Exception] = []
+
+    def bad_write():
+        try:
+            index.upsert([2], np.full((1, 8), np.nan, np.float32))
+        except InvalidInput as e:
+            errors.append(e)
+
+    with index.lock:
+        t = threading.Thread(target=bad_write)
+        t.start()
+        t.join(10)
+        assert not t.is_alive() and len(errors) == 1
+    assert 2 not in index
+
+
+def test_growth_copies_without_blocking_searches(rng, monkeypatch):
+    """Growing copies every row; it runs holding only `write_lock`, and the copies are
+    swapped in under `lock`. Here the copy is held on an event: searches complete meanwhile
+    and see the old rows, and after it every item, attributes included, is intact."""
+    from linr.storage import VectorStore
+
+    index = Index(8, "ip", "fp32", "cpu", capacity=64)
+    x = vecs(rng, 64)
+    index.upsert(np.arange(64), x, [{"lang": ["en", "fr"][i % 2], "ts": i} for i in range(64)])
+    before = index.search(x[:4], 5, 'lang == "en"')
+    copying, release = threading.Event(), threading.Event()
+    real = VectorStore.prepare_grow
+
+    def slow_prepare_grow(self, capacity):
+        install = real(self, capacity)
+        copying.set()
+        assert release.wait(30)
+        return install
+
+    monkeypatch.setattr(VectorStore, "prepare_grow", slow_prepare_grow)
+    y = vecs(rng, 100)
+    writer = threading.Thread(
+        target=index.upsert,
+        args=(np.arange(64, 164), y, [{"lang": "en", "ts": 1000 + i} for i in range(100)]),
+    )
+    writer.start()
+    assert copying.wait(30)
+    during = _search_within(index, 10.0, x[:4], 5, 'lang == "en"')  # None: growth held `lock`
+    if during is None:
+        release.set()
+    assert during is not None and during.ids == before.ids and len(index) == 64
+    release.set()
+    writer.join(30)
+    assert not writer.is_alive() and len(index) == 164 and index.capacity >= 164
+    for i in (0, 1, 63, 64, 163):
+        want = {"lang": ["en", "fr"][i % 2], "ts": i} if i < 64 else {"lang": "en", "ts": 936 + i}
+        item = index.get(i)
+        assert item is not None and item.attributes == want
+    _, ref = linr.knn(x[:4], np.concatenate([x, y]), 5, "ip")
+    assert index.search(x[:4], 5).ids == ref.tolist()

@@ -6,6 +6,7 @@ import torch
 
 import linr
 from linr import Index
+from linr.scan import topk_exact_ties
 from tests.linr.conftest import stored_vectors
 
 BACKENDS = ["faiss", "torch"]
@@ -150,3 +151,24 @@ def test_all_tied_scores_stay_in_row_order(rng, backend, strategy):
     for q in (np.zeros((3, d), np.float32), v[None]):
         res = index.search(q, 5, "c == 1", strategy=strategy, backend=backend)
         assert all(r == [1, 3, 5, 7, 9] for r in res.rows.tolist())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_topk_exact_ties_matches_a_full_stable_sort(seed):
+    """Scores drawn from few values, so ties fall at the k-th place, inside the top k and
+    across it; some columns are -inf. Reference: a stable sort of the whole row. Which
+    columns are kept must match; their order is settled later, by `merge_topk`."""
+    g = torch.Generator().manual_seed(seed)
+    b, c = 5, [1, 7, 300, 1031, 4099, 20_000][seed]
+    s = torch.randint(0, [1, 2, 3, 5, 9, 40][seed], (b, c), generator=g).float()
+    s[torch.rand(b, c, generator=g) < 0.2] = -torch.inf
+    for k in sorted({1, 2, 10, 64, c}):
+        if k > c:
+            continue
+        vals, idx = topk_exact_ties(s, k)
+        ref_s, ref_i = torch.sort(s, dim=1, descending=True, stable=True)
+        assert torch.equal(vals, ref_s[:, :k])
+        for r in range(b):
+            keep = ref_s[r, :k] > -torch.inf  # -inf columns are never needed, any will do
+            got = set(idx[r, : int(keep.sum())].tolist())
+            assert got == set(ref_i[r, :k][keep].tolist()), (c, k, r)
