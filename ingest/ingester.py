@@ -266,8 +266,25 @@ class Ingester:
         self._maybe_snapshot()
         self._commit()
 
+    def _yield_to_searches(self) -> None:
+        """Wait, at most `yield_to_searches_ms`, for the index lock to be free: searches
+        hold it, and ingest work (decoding, applying) that runs beside a search on the same
+        cores slows it more than the same work run between searches."""
+        lock = getattr(self.index, "lock", None)
+        limit = self.settings.yield_to_searches_ms / 1000.0
+        if lock is None or limit <= 0:
+            return
+        deadline = time.monotonic() + limit
+        while not lock.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.0003)
+        lock.release()
+
     def _apply(self, records: list[Any]) -> None:
+        self._yield_to_searches()
         batch = decode(records, self.index.dim)
+        self._yield_to_searches()
         outcome = apply(self.index, batch)
         now_ms = time.time() * 1000.0
         rejected = batch.rejected + outcome.rejected
