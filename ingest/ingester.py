@@ -56,6 +56,9 @@ class _Window:
         self._buf[: len(values) - first] = values[first:]
         self._n += len(values)
 
+    def samples(self) -> np.ndarray:
+        return self._buf[: min(self._n, len(self._buf))].copy()
+
     def percentiles(self) -> dict[str, float | None]:
         n = min(self._n, len(self._buf))
         if n == 0:
@@ -140,6 +143,10 @@ class Ingester:
             "snapshots_written": self.snapshots_written,
             "last_snapshot": self.last_snapshot,
         }
+
+    def freshness_samples(self) -> np.ndarray:
+        """The last `freshness_window` freshness samples (ms), in no particular order."""
+        return self._fresh.samples()
 
     def stop(self, final_snapshot: bool = True, timeout_s: float = 30.0) -> None:
         """Stop the thread; write a last snapshot (when snapshot_dir is set and
