@@ -283,7 +283,7 @@ class Index:
             if final.size == 0:
                 return UpsertResult(created, applied)
             if final.size < n:
-                prepared = self._attrs.prepare([attrs[i] for i in final.tolist()])
+                prepared = self._attrs.prepare([attrs[i] for i in final.tolist()], like=prepared)
             # ---- nothing below can fail on bad input ----
             self._make_room(int((rows[final] < 0).sum()))
             with self.lock:

@@ -110,9 +110,21 @@ class AttributeStore:
         return f
 
     # ---- writes ---------------------------------------------------------------------------
-    def prepare(self, attributes: Sequence[Mapping[str, Any] | None]) -> PreparedAttributes:
-        """Validate a batch (raises InvalidInput naming item, field and kinds); changes nothing."""
-        return prepare_batch(attributes, self._kinds, self._allowed, len(self._fields))
+    def prepare(
+        self,
+        attributes: Sequence[Mapping[str, Any] | None],
+        like: PreparedAttributes | None = None,
+    ) -> PreparedAttributes:
+        """Validate a batch (raises InvalidInput naming item, field and kinds); changes nothing.
+        `like`: a prepared batch this one is a part of (the writes of it that take effect):
+        the fields it introduces keep the kinds inferred from all of it, as they would if
+        its items were written one by one."""
+        if like is None:
+            return prepare_batch(attributes, self._kinds, self._allowed, len(self._fields))
+        kinds = {**self._kinds, **like.new_fields}
+        out = prepare_batch(attributes, kinds, self._allowed, len(self._fields))
+        out.new_fields = dict(like.new_fields)
+        return out
 
     def write(self, rows: torch.Tensor, prepared: PreparedAttributes) -> None:
         """Give rows[i] the attributes of item i of the prepared batch, replacing what they

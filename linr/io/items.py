@@ -35,7 +35,8 @@ class ItemBatch:
 
 def read_ids(path: PathLike) -> np.ndarray | list[str]:
     """Ids from a text file, one per line: int64 array when every line is a decimal integer
-    (0 .. 2^63-1), else the lines as strings (1 to 256 UTF-8 bytes each)."""
+    (0 .. 2^63-1), else the lines as strings (1 to 256 UTF-8 bytes each). Integers with a
+    negative one among them are an error, not strings."""
     with open(path, "rb") as f:
         data = f.read()
     try:
@@ -50,6 +51,15 @@ def read_ids(path: PathLike) -> np.ndarray | list[str]:
     for i, s in enumerate(lines):
         if not s:
             raise InvalidInput(f"{path} line {i + 1}: empty id")
+    if all(s.isascii() and s.lstrip("-").isdigit() for s in lines) and any(
+        s.startswith("-") for s in lines
+    ):
+        # Integers, some negative: an integer id out of range, not a reason to switch every
+        # id to a string without a word.
+        i = next(i for i, s in enumerate(lines) if s.startswith("-"))
+        raise InvalidInput(
+            f"{path} line {i + 1}: id {lines[i]} is negative; integer ids are in [0, 2^63)"
+        )
     if all(s.isascii() and s.isdigit() for s in lines):
         for i, s in enumerate(lines):
             if len(s) >= 19 and int(s) > _MAX_ID:

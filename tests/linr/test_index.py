@@ -68,6 +68,20 @@ def test_duplicate_ids_in_a_batch_last_wins(rng):
     assert r.created.sum() == 1
 
 
+def test_duplicate_ids_infer_field_kinds_as_one_by_one(rng):
+    """New fields get the kinds that writing the batch's items one by one would give, even
+    where the write that fixed a kind is overwritten in the same batch."""
+    x = vecs(rng, 2)
+    batched = Index(8)
+    batched.upsert([4, 4], x, [{"x": 1.5, "y": "a"}, {"x": 1}])
+    single = Index(8)
+    for i in range(2):
+        single.upsert([4], x[i : i + 1], [[{"x": 1.5, "y": "a"}, {"x": 1}][i]])
+    assert batched.schema == single.schema == {"x": "float", "y": "keyword"}
+    assert batched.get(4).attributes == single.get(4).attributes == {"x": 1.0}
+    assert batched.search(x[:1], 1, "x == 1").ids == [[4]]
+
+
 @pytest.mark.parametrize(
     "call,match",
     [

@@ -191,6 +191,11 @@ def test_read_ids(tmp_path):
     p.write_text("1\n9223372036854775808\n")
     with pytest.raises(InvalidInput, match="line 2.*2\\^63"):
         read_ids(p)
+    p.write_text("1\n-2\n3\n")  # integers, one negative: an error, not string ids
+    with pytest.raises(InvalidInput, match="line 2: id -2 is negative"):
+        read_ids(p)
+    p.write_text("1\n-2\nthree\n")  # not all integers: strings, "-2" among them
+    assert read_ids(p) == ["1", "-2", "three"]
     p.write_text("1\n\n3\n")
     with pytest.raises(InvalidInput, match="line 2: empty id"):
         read_ids(p)
