@@ -417,9 +417,6 @@ def main() -> None:
     ap.add_argument(
         "--fetch-min-bytes", type=int, help="the ingester's fetch_min_bytes (default: its own)"
     )
-    ap.add_argument(
-        "--switch-interval-ms", type=float, help="sys.setswitchinterval for this process"
-    )
     ap.add_argument("--torch-threads", type=int, help="torch intra-op threads for searches")
     ap.add_argument("--skip", choices=("rate", "stream"), help="leave a section out")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
@@ -440,8 +437,6 @@ def main() -> None:
         bootstrap = broker.bootstrap
     import torch
 
-    if args.switch_interval_ms:
-        sys.setswitchinterval(args.switch_interval_ms / 1000)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     print(

@@ -208,8 +208,7 @@ class Index:
         reuse = self._free[-n:] if n else []
         del self._free[len(self._free) - len(reuse) :]
         fresh = n - len(reuse)
-        if self._n_rows + fresh > self.capacity:
-            self._grow_to(max(self._n_rows + fresh, int(self.capacity * _GROWTH) + 1))
+        assert self._n_rows + fresh <= self.capacity, "_make_room runs before every write"
         rows = np.concatenate(
             [np.asarray(reuse, np.int64), np.arange(self._n_rows, self._n_rows + fresh)]
         )

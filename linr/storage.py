@@ -35,9 +35,6 @@ class VectorStore:
     def capacity(self) -> int:
         return int(self.codes.shape[0])
 
-    def grow(self, capacity: int) -> None:
-        self.prepare_grow(capacity)()
-
     def prepare_grow(self, capacity: int) -> Callable[[], None]:
         """Build the grown tensors now (the slow part: allocation and copy) and return what
         installs them. Reads only: the caller keeps writes out until it installs."""

@@ -56,9 +56,6 @@ class BitWords:
             self.words[w] &= _signed(~m & ((1 << 64) - 1))
         self.free.extend(bits)
 
-    def grow(self, capacity: int) -> None:
-        self.words = self.grown(capacity)
-
     def grown(self, capacity: int) -> torch.Tensor:
         """The words with rows up to `capacity` (new rows zero); self is unchanged."""
         extra = capacity - self.capacity

@@ -47,9 +47,6 @@ class Postings:
         self.garbage = 0
 
     # ---- shape ----------------------------------------------------------------------------
-    def grow(self, capacity: int) -> None:
-        self.row_off, self.row_len = self.grown(capacity)
-
     def grown(self, capacity: int) -> tuple[np.ndarray, np.ndarray]:
         """(row_off, row_len) with rows up to `capacity`; self is unchanged."""
         extra = capacity - self.row_len.shape[0]

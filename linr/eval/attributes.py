@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,14 +79,16 @@ def read_spmat(path: str) -> SparseMatrix:
     return SparseMatrix(nrow, ncol, indptr, indices, data)
 
 
-class AttributeSource:
+class AttributeSource(ABC):
     """Attributes of rows [0, n), read in order by `chunks`."""
 
     n: int
     path: str
 
-    def chunks(self, size: int, limit: int | None = None) -> Iterator[list[dict[str, Any] | None]]:
-        raise NotImplementedError
+    @abstractmethod
+    def chunks(
+        self, size: int, limit: int | None = None
+    ) -> Iterator[list[dict[str, Any] | None]]: ...
 
 
 class JsonlAttributes(AttributeSource):

@@ -20,6 +20,7 @@ h5py and pyarrow are imported only when such a file is opened (the `eval` extra)
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ VECTOR_SUFFIXES = (*BIGANN_DTYPES, *TEXMEX_DTYPES, ".npy", *HDF5_SUFFIXES, ".par
 HDF5_ROLES = {"base": "train", "queries": "test", "gt": "neighbors"}
 
 
-class VectorSource:
+class VectorSource(ABC):
     """n rows of d numbers, read on demand as float32."""
 
     def __init__(self, path: str, n: int, dim: int, dtype: np.dtype[Any]) -> None:
@@ -50,8 +51,8 @@ class VectorSource:
     def shape(self) -> tuple[int, int]:
         return (self.n, self.dim)
 
-    def _read(self, start: int, stop: int) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def _read(self, start: int, stop: int) -> np.ndarray: ...
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows [start, stop) as a fresh float32 array [stop - start, d]."""

