@@ -40,8 +40,12 @@ def test_int8_reconstruction_error_bound(rng):
     x = torch.from_numpy(rng.standard_normal((500, 77)).astype(np.float32) * 10)
     codes, scales = quantize_int8(x)
     err = (dequantize_int8(codes, scales) - x).abs()
-    # rounding to the nearest of 255 levels: at most half a step, scale / 2, per component
-    assert bool((err <= scales[:, None] / 2 * (1 + 1e-5)).all())
+    # Rounding to the nearest of 255 levels costs at most half a step, scale / 2. The fp32
+    # arithmetic adds three roundings of values up to 127 steps (x / scale, code * scale, the
+    # difference), each at most 127 * u steps with u = 2**-24: seed 3359596273 exceeds half a
+    # step by 8e-6 steps, inside the 2.3e-5 this allows.
+    u = 2.0**-24
+    assert bool((err <= scales[:, None] * (0.5 + 3 * 127 * u)).all())
 
 
 def test_zero_vector_round_trips():
