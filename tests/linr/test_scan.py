@@ -8,6 +8,7 @@ import linr
 from linr import Index
 from linr.scan import topk_exact_ties
 from tests.linr.conftest import stored_vectors
+from tests.topk_check import assert_same_topk
 
 BACKENDS = ["faiss", "torch"]
 STRATEGIES = ["mask", "gather"]
@@ -23,10 +24,21 @@ def reference(index, q, k, metric, mask=None):
     return linr.knn(q, x, k, metric, mask=mask)
 
 
-def check(res, ref_s, ref_i, rtol):
-    """ids exactly; scores within `rtol` (float32 accumulation over D terms vs float64)."""
-    assert (res.rows == ref_i.numpy()).all()
-    assert np.allclose(res.scores, ref_s.numpy(), rtol=rtol, atol=rtol)
+def every_score(index, q, metric, mask=None) -> np.ndarray:
+    """The reference score of every row [B, n] (-inf where masked out or deleted)."""
+    s, i = reference(index, q, index._n_rows, metric, mask)
+    out = np.full((len(q), index._n_rows), -np.inf)
+    for b, (sb, ib) in enumerate(zip(s.numpy(), i.numpy())):
+        out[b, ib[ib >= 0]] = sb[ib >= 0]
+    return out
+
+
+def check(res, ref_s, ref_i, rtol, full):
+    """ids exactly, but for fp32 near-ties; scores within `rtol` (float32 accumulation over
+    D terms vs float64). `full`: every row's reference score."""
+    assert_same_topk(
+        res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), rtol, rtol, lambda b, r: full[b, r]
+    )
 
 
 @pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
@@ -43,6 +55,7 @@ def test_every_path_equals_reference(rng, metric, quant, n, d, b, k):
     sel[0] = True
     ref_s, ref_i = reference(index, q, k, metric)
     fref_s, fref_i = reference(index, q, k, metric, sel)
+    full, ffull = every_score(index, q, metric), every_score(index, q, metric, sel)
     # 1e-4: float32 dot products of D <= 130 terms of N(0,1) values, relative to |score|.
     tol = 1e-4
     flt = {"or": [{"field": "g", "eq": True}, {"field": "g", "eq": False}]}
@@ -50,18 +63,21 @@ def test_every_path_equals_reference(rng, metric, quant, n, d, b, k):
     for backend in BACKENDS:
         for strategy in STRATEGIES:
             res = index.search(q, k, strategy=strategy, backend=backend)
-            check(res, ref_s, ref_i, tol)
+            check(res, ref_s, ref_i, tol, full)
             res = index.search(
                 q, k, filter={"field": "g", "eq": True}, strategy=strategy, backend=backend
             )
-            check(res, fref_s, fref_i, tol)
+            check(res, fref_s, fref_i, tol, ffull)
             res = index.search(q, k, filter=flt, strategy=strategy, backend=backend)
-            check(res, ref_s, ref_i, tol)
+            check(res, ref_s, ref_i, tol, full)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_strategies_give_identical_results(rng, backend):
-    """Same kernel on the same float32 inputs: scores bit-identical, ids identical."""
+def test_strategies_agree(rng, backend):
+    """Scanning every row under a mask and scanning the gathered matching rows give the same
+    top-k. Not bit-identical: BLAS may sum a smaller matrix in another order (seen: 3e-6).
+    Tolerance: d * 2^-24 * sum|q_i x_i|, with sum|q_i x_i| about d * 2/pi = 41 for standard
+    normals at d = 64: 1.6e-4, so 2e-4."""
     n, d = 5000, 64
     index = Index(d, "ip", "fp32", "cpu", scan_bytes=1 << 16)
     index.upsert(
@@ -74,8 +90,7 @@ def test_strategies_give_identical_results(rng, backend):
         for f in (None, "c < 5", "c == 3"):
             a = index.search(q, 20, f, strategy="mask", backend=backend)
             g = index.search(q, 20, f, strategy="gather", backend=backend)
-            assert (a.rows == g.rows).all()
-            assert np.array_equal(a.scores, g.scores)
+            assert_same_topk(g.rows, g.scores, a.rows, a.scores, 0.0, 2e-4)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -127,8 +142,10 @@ def test_multi_embedding(rng, aggregate, metric):
         s = s.max(0) if aggregate == "max" else s.sum(0)
         s[np.arange(n) % 3 == 1] = -np.inf
         want = np.lexsort((np.arange(n), -s))[:9]
-        assert res.rows[b].tolist() == want.tolist()
-        assert np.allclose(res.scores[b], s[want], rtol=1e-4, atol=1e-3)
+        got_rows, got_scores = res.rows[b : b + 1], res.scores[b : b + 1]
+        assert_same_topk(
+            got_rows, got_scores, [want], [s[want]], 1e-4, 1e-3, lambda _, r, s=s: s[r]
+        )
 
 
 def test_peak_score_memory_is_bounded():

@@ -1,0 +1,52 @@
+"""Comparing a top-k list with a reference computed another way (float64, another kernel,
+another summation order).
+
+Ids are compared exactly, with one exception: two items whose scores lie within the
+scorer's rounding error of each other have no reliable order, so they may trade places,
+and at the k-th place one may stand in for the other. Seen in CI: fp32 gave two different
+vectors the same score, and BLAS summed a gathered subset of rows in a different order
+than the full matrix (3e-6 apart at d = 64)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def assert_same_topk(
+    rows,
+    scores,
+    want_rows,
+    want_scores,
+    rtol: float,
+    atol: float = 0.0,
+    score_of: Callable[[int, int], float] | None = None,
+):
+    """rows/scores [B, k] against want_rows/want_scores [B, k]: scores position by position
+    within |s - w| <= atol + rtol * |w|; ids equal except among items closer than twice
+    that (each side may be off by the tolerance). `score_of(b, row)`, the reference score
+    of any row, checks an item the reference cut at the k-th place; without it, the item's
+    own reported score stands in."""
+    rows, want_rows = np.asarray(rows), np.asarray(want_rows)
+    scores = np.asarray(scores, np.float64)
+    want_scores = np.asarray(want_scores, np.float64)
+    assert rows.shape == want_rows.shape, (rows.shape, want_rows.shape)
+    # The j-th largest of perturbed scores is within the perturbation of the j-th largest.
+    np.testing.assert_allclose(scores, want_scores, rtol=rtol, atol=atol)
+    for b in range(rows.shape[0]):
+        got, want, ws = rows[b].tolist(), want_rows[b].tolist(), want_scores[b]
+        if got == want:
+            continue
+        assert len(set(got)) == len(got), (b, got)
+        at = {r: j for j, r in enumerate(want)}
+        for j, r in enumerate(got):
+            if r == want[j]:
+                continue
+            if r in at:  # placed elsewhere by the reference: it must tie with this place
+                s_r, s_m = ws[j], ws[at[r]]
+            else:  # cut by the reference: it must tie with the reference's last place
+                s_r = score_of(b, r) if score_of is not None else ws[j]
+                s_m = ws[-1]
+            tie = 2 * (atol + rtol * max(abs(s_r), abs(s_m)))
+            assert abs(s_r - s_m) <= tie, (b, j, r, want[j], s_r, s_m)
