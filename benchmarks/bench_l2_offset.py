@@ -1,10 +1,11 @@
 """Precision of l2 search on data far from the origin: linr against faiss, both checked
 against float64 exact search.
 
-linr scores l2 as 2<q, x> - ||x||^2 - ||q||^2 in float32, one matrix product per chunk.
-When every vector carries a large common offset, the three terms are large and nearly
-cancel, and float32 can no longer order near neighbours. This measures how much recall
-that costs, against faiss IndexFlatL2 on the same data.
+linr scores l2 from a float32 matrix product per chunk. Scored as 2<q, x> - ||x||^2 -
+||q||^2, data with a large common offset makes the three terms large and nearly cancel,
+and float32 can no longer order near neighbours; so the index centres them at a point
+fixed by its first write (linr.storage.choose_centre). This measures recall on such data,
+against faiss IndexFlatL2 on the same data.
 
     python benchmarks/bench_l2_offset.py
     python benchmarks/bench_l2_offset.py --n 20000 --offsets 0,100,1000

@@ -11,7 +11,7 @@ is ~2x faster here than torch mm + topk, and torch (any device; multi-embedding 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,8 @@ class Queries:
     batch: int
     pad: torch.Tensor | None = None
     aggregate: str | None = None
+    # l2, set by Scanner.search: q holds q - c, and this [M] holds ||q||^2 - ||c||^2.
+    l2_const: torch.Tensor | None = None
 
     @property
     def multi(self) -> bool:
@@ -149,6 +151,18 @@ class Scanner:
         self.metric = metric
         self.scan_bytes = scan_bytes
 
+    def _centred(self) -> bool:
+        c = self.store.centre
+        return self.metric == "l2" and c is not None and bool(c.any())
+
+    def _l2_queries(self, queries: Queries) -> Queries:
+        """q - c, and ||q||^2 - ||c||^2, which turns 2<q - c, x> - ||x - c||^2 into
+        -||q - x||^2 (linr.storage.choose_centre says why). float64, then float32."""
+        assert self.store.centre is not None
+        q64, c64 = queries.q.double(), self.store.centre.double()
+        const = (q64.square().sum(1) - c64.square().sum()).float()
+        return replace(queries, q=(q64 - c64).float(), l2_const=const)
+
     def chunk_rows(self, queries: Queries, backend: str) -> int:
         # torch: the [M, C] float32 score block and the decoded [C, D] block share the
         # budget. faiss bounds its own score blocks, so only the decoded block counts.
@@ -165,8 +179,8 @@ class Scanner:
         else:
             s = q @ block.T
         if self.metric == "l2":
-            assert sqn is not None
-            s = 2 * s - sqn[None, :] - queries.q.square().sum(1, keepdim=True)
+            assert sqn is not None and queries.l2_const is not None
+            s = 2 * s - sqn[None, :] - queries.l2_const[:, None]
         if queries.pad is not None:
             b, m = queries.pad.shape
             s = s.view(b, m, -1)
@@ -211,7 +225,11 @@ class Scanner:
         c = block.shape[0]
         metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
         xq = queries.q.numpy()
-        xb = np.ascontiguousarray(block.numpy())
+        if self._centred():  # faiss computes l2 itself: hand it the centred rows too
+            assert self.store.centre is not None
+            xb = (block - self.store.centre).numpy()
+        else:
+            xb = np.ascontiguousarray(block.numpy())
         # faiss's heaps break ties arbitrarily. Ask for one more than needed; where the last
         # two tie (rare: exact float ties), redo the block with the torch path, which
         # resolves ties by row exactly within the chunk memory bound.
@@ -244,7 +262,7 @@ class Scanner:
         st = self.store
         q = queries.q
         bias = None
-        if self.metric == "l2":  # 2<q,x> - ||x||^2, then - ||q||^2 (order-preserving)
+        if self.metric == "l2":  # 2<q - c, x> - ||x - c||^2, then the per-query constant
             q = 2 * q
             assert st.sqnorms is not None
             bias = -st.sqnorms[:n_rows]
@@ -258,7 +276,8 @@ class Scanner:
             raise ValueError(f"unknown strategy {strategy!r}; expected auto, mask or gather")
         s, r = ops.scan_topk(q, st.codes[:n_rows], k, scales=scales, bias=bias, **kw)
         if self.metric == "l2":
-            s = s - queries.q.square().sum(1, keepdim=True)
+            assert queries.l2_const is not None
+            s = s - queries.l2_const[:, None]
         return s, r.masked_fill(s == -torch.inf, -1)
 
     def _torch_chunks(
@@ -291,6 +310,8 @@ class Scanner:
         Returns (scores float32 [B, k] padded -inf, rows int64 [B, k] padded -1)."""
         dev = self.store.device
         b = queries.batch
+        if self.metric == "l2":
+            queries = self._l2_queries(queries)
         best_s = torch.full((b, k), -torch.inf, device=dev)
         best_r = torch.full((b, k), -1, dtype=torch.int64, device=dev)
         allowed = allowed[:n_rows]
@@ -306,7 +327,12 @@ class Scanner:
         if backend == "triton":
             return self._triton_search(queries, k, n_rows, allowed, strategy)
         c = self.chunk_rows(queries, backend)
-        if backend == "faiss" and self.store.quantization == "fp32" and n_allowed == n_rows:
+        if (
+            backend == "faiss"
+            and self.store.quantization == "fp32"
+            and n_allowed == n_rows
+            and not self._centred()
+        ):
             c = n_rows  # blocks are views of the codes (no copy): one faiss call scans all
         if strategy == "gather":
             rows_all = torch.nonzero(allowed).flatten()

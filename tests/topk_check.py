@@ -51,3 +51,16 @@ def assert_same_topk(
                 s_m = ws[-1]
             tie = 2 * (atol + rtol * max(abs(s_r), abs(s_m)))
             assert abs(s_r - s_m) <= tie, (b, j, r, want[j], s_r, s_m)
+
+
+def centred_l2_error_bound(q, x, centre) -> float:
+    """Worst-case float32 error of the index's l2 scores of queries q [B, D] against rows
+    x [n, D] (float64 arrays) with centre c: the D-term product 2<q - c, x> (D roundings
+    of terms up to 2|q_i - c_i||x_i|), the rounding of q - c, of ||x - c||^2 and of
+    ||q||^2 - ||c||^2 to float32, and two subtractions: at most (D + 4) * 2^-24 times the
+    sum of the magnitudes involved."""
+    q, x, c = (np.asarray(a, np.float64) for a in (q, x, centre))
+    qc = q - c
+    mags = 2 * np.abs(qc) @ np.abs(x).T + ((x - c) ** 2).sum(1)[None, :]
+    mags += np.abs((q**2).sum(1) - (c**2).sum())[:, None]
+    return float((q.shape[1] + 4) * 2.0**-24 * mags.max())

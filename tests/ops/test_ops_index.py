@@ -9,7 +9,7 @@ import linr
 from linr import Index
 from linr.index import decode_rows
 from linr.scan import pack_mask
-from tests.topk_check import assert_same_topk
+from tests.topk_check import assert_same_topk, centred_l2_error_bound
 
 
 @pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
@@ -38,6 +38,34 @@ def test_index_search_through_kernels_equals_reference(dev, metric, quant):
             # float64, well inside 1e-4 relative
             assert_same_topk(
                 res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4,
+                lambda r, row, full=full: full[r, row],
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize("quant", ["fp32", "fp16"])
+def test_l2_far_from_origin_through_kernels(dev, quant):
+    """The kernels get q - c and ||x - c||^2 (linr.storage.choose_centre); scores against
+    float64 within the bound of the centred computation."""
+    rng = np.random.default_rng(int.from_bytes(__import__("os").urandom(4), "little"))
+    n, d, b, k = 203, 19, 3, 9
+    index = Index(d, "l2", quant, dev)
+    x = (rng.standard_normal((n, d)) + 1000).astype(np.float32)
+    index.upsert(np.arange(n), x, [{"c": int(v)} for v in rng.integers(0, 8, n)])
+    q = (rng.standard_normal((b, d)) + 1000).astype(np.float32)
+    db = decode_rows(index, torch.arange(n, device=index.device)).cpu().double().numpy()
+    # The bound of scoring centred at the data's mean: the first write's mean is the centre.
+    centre = x.astype(np.float64).mean(0)
+    np.testing.assert_allclose(index._store.centre.cpu().numpy(), centre, rtol=1e-6)
+    tol = centred_l2_error_bound(q, db, centre)
+    for flt in (None, "c < 3"):
+        allowed = index.filter_mask(flt).cpu().numpy()
+        full = -((q.astype(np.float64)[:, None] - db[None]) ** 2).sum(-1)
+        full[:, ~allowed] = -np.inf
+        top = np.argsort(-full, axis=1, kind="stable")[:, :k]
+        for strategy in ("mask", "gather"):
+            res = index.search(q, k, flt, strategy=strategy, backend="triton")
+            assert_same_topk(
+                res.rows, res.scores, top, np.take_along_axis(full, top, 1), 0.0, tol,
                 lambda r, row, full=full: full[r, row],
             )  # fmt: skip
 
