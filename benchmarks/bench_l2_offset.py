@@ -24,11 +24,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import linr  # noqa: E402
+from linr.eval.recall import recall_at_k  # noqa: E402
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    k = truth.shape[1]
-    return float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth)]))
+    return float(recall_at_k(found, truth, truth.shape[1]).mean())
 
 
 def main() -> None:

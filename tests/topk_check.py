@@ -9,8 +9,6 @@ than the full matrix (3e-6 apart at d = 64)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 
@@ -21,12 +19,12 @@ def assert_same_topk(
     want_scores,
     rtol: float,
     atol: float = 0.0,
-    score_of: Callable[[int, int], float] | None = None,
+    every=None,
 ):
     """rows/scores [B, k] against want_rows/want_scores [B, k]: scores position by position
     within |s - w| <= atol + rtol * |w|; ids equal except among items closer than twice
-    that (each side may be off by the tolerance). `score_of(b, row)`, the reference score
-    of any row, checks an item the reference cut at the k-th place; without it, the item's
+    that (each side may be off by the tolerance). `every` [B, n], the reference score of
+    every row, checks an item the reference cut at the k-th place; without it, the item's
     own reported score stands in."""
     rows, want_rows = np.asarray(rows), np.asarray(want_rows)
     scores = np.asarray(scores, np.float64)
@@ -47,7 +45,7 @@ def assert_same_topk(
             if r in at:  # placed elsewhere by the reference: it must tie with this place
                 s_r, s_m = ws[j], ws[at[r]]
             else:  # cut by the reference: it must tie with the reference's last place
-                s_r = score_of(b, r) if score_of is not None else ws[j]
+                s_r = every[b][r] if every is not None else ws[j]
                 s_m = ws[-1]
             tie = 2 * (atol + rtol * max(abs(s_r), abs(s_m)))
             assert abs(s_r - s_m) <= tie, (b, j, r, want[j], s_r, s_m)
@@ -64,3 +62,24 @@ def centred_l2_error_bound(q, x, centre) -> float:
     mags = 2 * np.abs(qc) @ np.abs(x).T + ((x - c) ** 2).sum(1)[None, :]
     mags += np.abs((q**2).sum(1) - (c**2).sum())[:, None]
     return float((q.shape[1] + 4) * 2.0**-24 * mags.max())
+
+
+def scores_by_row(scores, rows, n: int) -> np.ndarray:
+    """A top list (scores, rows [B, m], rows -1 padded) spread over all n rows: [B, n]
+    float64, -inf where the list has no entry. With m = n, every row's score."""
+    scores, rows = np.asarray(scores, np.float64), np.asarray(rows)
+    out = np.full((rows.shape[0], n), -np.inf)
+    for b in range(rows.shape[0]):
+        keep = rows[b] >= 0
+        out[b, rows[b][keep]] = scores[b][keep]
+    return out
+
+
+def exact_l2(q, x, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+    """float64 l2 scores -||q - x||^2 of every row [B, n] (-inf where `allowed` is False),
+    and the top-k rows [B, k], ties by row."""
+    q, x = np.asarray(q, np.float64), np.asarray(x, np.float64)
+    full = -((q[:, None, :] - x[None]) ** 2).sum(-1)
+    if allowed is not None:
+        full[:, ~np.asarray(allowed, bool)] = -np.inf
+    return full, np.argsort(-full, axis=1, kind="stable")[:, :k]

@@ -17,7 +17,7 @@ import torch
 
 import linr
 from linr.filters import evaluate_reference, parse_filter
-from tests.topk_check import assert_same_topk
+from tests.topk_check import assert_same_topk, scores_by_row
 
 from .conftest import stored_vectors
 
@@ -264,11 +264,7 @@ def test_small_and_degenerate_sizes(rng: np.random.Generator) -> None:
                 ref_metric = "ip" if metric == "cosine" else metric
                 qr = q / np.abs(q) if metric == "cosine" else q  # D = 1: q / ||q||
                 # every row's float64 score, for items cut at the k-th place by a near-tie
-                s_all, i_all = linr.knn(qr, db, 1000, metric=ref_metric, mask=mask)
-                full = np.full((3, max(n, 1)), -np.inf)
-                for b in range(3):
-                    keep = i_all[b] >= 0
-                    full[b, i_all[b][keep].numpy()] = s_all[b][keep].numpy()
+                full = scores_by_row(*linr.knn(qr, db, 1000, metric=ref_metric, mask=mask), n)
                 for k in (1, 5, 1000):
                     ref_s, ref = linr.knn(qr, db, k, metric=ref_metric, mask=mask)
                     for backend in _BACKENDS:
@@ -280,7 +276,7 @@ def test_small_and_degenerate_sizes(rng: np.random.Generator) -> None:
                             # by at most a few 2^-24 * 30 = 1.8e-6; 1e-5 is allowed.
                             assert_same_topk(
                                 got.rows, got.scores, ref.numpy(), ref_s.numpy(), 0.0, 1e-5,
-                                lambda b, r: full[b, r],  # noqa: B023 (used right here)
+                                full,
                             )  # fmt: skip
                             assert got.scores.shape == got.rows.shape == (3, k)
                             assert got.scores.dtype == np.float32

@@ -8,7 +8,7 @@ import linr
 from linr import Index
 from linr.scan import topk_exact_ties
 from tests.linr.conftest import stored_vectors
-from tests.topk_check import assert_same_topk
+from tests.topk_check import assert_same_topk, scores_by_row
 
 BACKENDS = ["faiss", "torch"]
 STRATEGIES = ["mask", "gather"]
@@ -26,19 +26,13 @@ def reference(index, q, k, metric, mask=None):
 
 def every_score(index, q, metric, mask=None) -> np.ndarray:
     """The reference score of every row [B, n] (-inf where masked out or deleted)."""
-    s, i = reference(index, q, index._n_rows, metric, mask)
-    out = np.full((len(q), index._n_rows), -np.inf)
-    for b, (sb, ib) in enumerate(zip(s.numpy(), i.numpy())):
-        out[b, ib[ib >= 0]] = sb[ib >= 0]
-    return out
+    return scores_by_row(*reference(index, q, index._n_rows, metric, mask), index._n_rows)
 
 
 def check(res, ref_s, ref_i, rtol, full):
     """ids exactly, but for fp32 near-ties; scores within `rtol` (float32 accumulation over
     D terms vs float64). `full`: every row's reference score."""
-    assert_same_topk(
-        res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), rtol, rtol, lambda b, r: full[b, r]
-    )
+    assert_same_topk(res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), rtol, rtol, full)
 
 
 @pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
@@ -143,9 +137,7 @@ def test_multi_embedding(rng, aggregate, metric):
         s[np.arange(n) % 3 == 1] = -np.inf
         want = np.lexsort((np.arange(n), -s))[:9]
         got_rows, got_scores = res.rows[b : b + 1], res.scores[b : b + 1]
-        assert_same_topk(
-            got_rows, got_scores, [want], [s[want]], 1e-4, 1e-3, lambda _, r, s=s: s[r]
-        )
+        assert_same_topk(got_rows, got_scores, [want], [s[want]], 1e-4, 1e-3, s[None])
 
 
 def test_peak_score_memory_is_bounded():

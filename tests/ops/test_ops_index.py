@@ -9,7 +9,12 @@ import linr
 from linr import Index
 from linr.index import decode_rows
 from linr.scan import pack_mask
-from tests.topk_check import assert_same_topk, centred_l2_error_bound
+from tests.topk_check import (
+    assert_same_topk,
+    centred_l2_error_bound,
+    exact_l2,
+    scores_by_row,
+)
 
 
 @pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
@@ -28,18 +33,12 @@ def test_index_search_through_kernels_equals_reference(dev, metric, quant):
     for flt in (None, "c < 3", "c == 100"):
         mask = index.filter_mask(flt).cpu()
         ref_s, ref_i = linr.knn(qn, stored, k, rm, mask=mask)
-        all_s, all_i = linr.knn(qn, stored, n, rm, mask=mask)
-        full = np.full((b, n), -np.inf)
-        for r, (sr, ir) in enumerate(zip(all_s.numpy(), all_i.numpy())):
-            full[r, ir[ir >= 0]] = sr[ir >= 0]
+        full = scores_by_row(*linr.knn(qn, stored, n, rm, mask=mask), n)
         for strategy in ("mask", "gather"):
             res = index.search(q, k, flt, strategy=strategy, backend="triton")
             # ids exactly but for fp32 near-ties; scores: fp32 accumulation of 19 terms vs
             # float64, well inside 1e-4 relative
-            assert_same_topk(
-                res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4,
-                lambda r, row, full=full: full[r, row],
-            )  # fmt: skip
+            assert_same_topk(res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4, full)
 
 
 @pytest.mark.parametrize("quant", ["fp32", "fp16"])
@@ -58,16 +57,12 @@ def test_l2_far_from_origin_through_kernels(dev, quant):
     np.testing.assert_allclose(index._store.centre.cpu().numpy(), centre, rtol=1e-6)
     tol = centred_l2_error_bound(q, db, centre)
     for flt in (None, "c < 3"):
-        allowed = index.filter_mask(flt).cpu().numpy()
-        full = -((q.astype(np.float64)[:, None] - db[None]) ** 2).sum(-1)
-        full[:, ~allowed] = -np.inf
-        top = np.argsort(-full, axis=1, kind="stable")[:, :k]
+        full, top = exact_l2(q, db, k, index.filter_mask(flt).cpu().numpy())
         for strategy in ("mask", "gather"):
             res = index.search(q, k, flt, strategy=strategy, backend="triton")
             assert_same_topk(
-                res.rows, res.scores, top, np.take_along_axis(full, top, 1), 0.0, tol,
-                lambda r, row, full=full: full[r, row],
-            )  # fmt: skip
+                res.rows, res.scores, top, np.take_along_axis(full, top, 1), 0.0, tol, full
+            )
 
 
 def test_pack_mask_layout():
