@@ -32,6 +32,7 @@ from ingest.apply import apply
 from ingest.dlq import DeadLetters
 from ingest.messages import decode
 from ingest.settings import IngestSettings
+from linr import Index
 
 log = logging.getLogger("linr.ingest")
 
@@ -70,7 +71,7 @@ class _Window:
 class Ingester:
     def __init__(
         self,
-        index: Any,
+        index: Index,
         settings: IngestSettings,
         *,
         offsets: Mapping[int, int] | None = None,
@@ -82,7 +83,7 @@ class Ingester:
         self.index = index
         self.settings = settings
         if offsets is None:
-            extra = getattr(index, "manifest_extra", None) or {}
+            extra = index.manifest_extra
             if extra.get("offsets") and extra.get("topic") in (None, settings.topic):
                 offsets = {int(p): int(o) for p, o in extra["offsets"].items()}
         self._offsets: dict[int, int] = dict(offsets or {})
@@ -274,19 +275,10 @@ class Ingester:
         self._commit()
 
     def _yield_to_searches(self) -> None:
-        """Wait, at most `yield_to_searches_ms`, for the index lock to be free: searches
-        hold it, and ingest work (decoding, applying) that runs beside a search on the same
-        cores slows it more than the same work run between searches."""
-        lock = getattr(self.index, "lock", None)
-        limit = self.settings.yield_to_searches_ms / 1000.0
-        if lock is None or limit <= 0:
-            return
-        deadline = time.monotonic() + limit
-        while not lock.acquire(blocking=False):
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.0003)
-        lock.release()
+        """Wait, at most `yield_to_searches_ms`, for searches running now to finish: ingest
+        work (decoding, applying) that runs beside a search on the same cores slows it more
+        than the same work run between searches."""
+        self.index.wait_for_searches(self.settings.yield_to_searches_ms / 1000.0)
 
     def _apply(self, records: list[Any]) -> None:
         self._yield_to_searches()

@@ -117,3 +117,17 @@ def test_tombstone_key_of_the_wrong_kind_is_dead_lettered() -> None:
     out = apply(index, decode([Record(0, 0, b"abc", None)], D))
     assert len(out.rejected) == 1 and "decimal integer" in out.rejected[0].error
     assert 1 in index
+
+
+def test_an_error_that_is_not_invalid_input_propagates_for_a_retry(monkeypatch) -> None:
+    """Only InvalidInput is a message's fault; anything else (a bug, out of memory) leaves
+    `apply` with nothing dead-lettered, and the ingester retries from its offsets."""
+    index = linr.Index(D, device="cpu")
+    records = [Record(0, i, *encode_upsert(i, np.ones(D, np.float32))) for i in range(4)]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("an internal check failed")
+
+    monkeypatch.setattr(index, "upsert", broken)
+    with pytest.raises(ValueError, match="internal check"):
+        apply(index, decode(records, D))
