@@ -104,18 +104,6 @@ def matmul_rate(dev: torch.device, int8: bool) -> float:
     return 2 * n**3 / (ms / 1e3)
 
 
-def pack_mask(allowed: torch.Tensor) -> torch.Tensor:
-    """int32 words, bit r % 32 of word r // 32 = allowed[r]."""
-    n = allowed.shape[0]
-    padded = torch.zeros(((n + 31) // 32) * 32, dtype=torch.int64, device=allowed.device)
-    padded[:n] = allowed.to(torch.int64)
-    weights = torch.ones(32, dtype=torch.int64, device=allowed.device) << torch.arange(
-        32, device=allowed.device
-    )
-    words = (padded.view(-1, 32) * weights).sum(1)
-    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
-
-
 def naive_topk(
     q16: torch.Tensor,
     codes16: torch.Tensor,
@@ -152,6 +140,7 @@ def max_rows(dev: torch.device, d: int) -> int:
 
 
 def run_config(ctx: dict, n: int, d: int, b: int, k: int, sel: float, form: str, mode) -> dict:
+    from linr.ops.mask_words import pack_mask
     from linr.ops.topk_search import make_plan, run_plan
 
     dev, codes, scales = ctx["dev"], ctx["codes"], ctx["scales"]

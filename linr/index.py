@@ -30,9 +30,10 @@ from linr.attributes import AttributeStore
 from linr.errors import InvalidInput
 from linr.filters import filter_to_json, parse_filter
 from linr.ids import Id, IdMap
+from linr.limits import MAX_DIM, MAX_INDEX_K
 from linr.metrics import check_metric, normalize_rows
 from linr.quantization import check_quantization
-from linr.scan import _DEFAULT_SCAN_BYTES, Queries, Scanner
+from linr.search import DEFAULT_SCAN_BYTES, Queries, Scanner, parse_backend, parse_strategy
 from linr.storage import VectorStore
 
 FORMAT_VERSION = 1
@@ -40,7 +41,6 @@ _GROWTH = 1.5  # capacity grows geometrically: amortized O(1) copies per row
 _NO_VERSION = np.iinfo(np.int64).min
 _FP16_MAX = 65504.0
 _SQNORM_MAX = 1e37  # keeps ||x||^2 (and 2<q,x> - ||x||^2) finite in float32
-MAX_K = 65536  # the service and CLI allow 1000; the library leaves room for oversampling
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -100,10 +100,10 @@ class Index:
         fields: Sequence[str] | None = None,
         capacity: int = 1024,
         id_kind: str | None = None,
-        scan_bytes: int = _DEFAULT_SCAN_BYTES,
+        scan_bytes: int = DEFAULT_SCAN_BYTES,
     ) -> None:
-        if not isinstance(dim, int) or dim < 1:
-            raise InvalidInput(f"dim must be a positive integer, got {dim!r}")
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
+            raise InvalidInput(f"dim must be an integer from 1 to {MAX_DIM}, got {dim!r}")
         self.dim = dim
         self.metric = check_metric(metric)
         self.quantization = check_quantization(quantization)
@@ -535,9 +535,10 @@ class Index:
         strategy: "auto" (by the filter's measured selectivity), "mask" or "gather"; it
         changes the speed, never the results. Results are padded with score -inf, row -1.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
-            raise InvalidInput(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_INDEX_K:
+            raise InvalidInput(f"k must be an integer from 1 to {MAX_INDEX_K}, got {k!r}")
         k = int(k)
+        strategy_, backend_ = parse_strategy(strategy), parse_backend(backend)
         with self.lock:
             qs = self._prepare_queries(queries, aggregate)
             b = qs.batch
@@ -556,7 +557,7 @@ class Index:
             masks = {key: self._group_mask(nodes[idx[0]]) for key, idx in groups.items()}
             for key, idx in groups.items():
                 sub = qs if len(groups) == 1 else _select(qs, idx)
-                s, r = self._scanner.search(sub, k, self._n_rows, masks[key], strategy, backend)
+                s, r = self._scanner.search(sub, k, self._n_rows, masks[key], strategy_, backend_)
                 scores[idx], rows[idx] = s.cpu(), r.cpu()
             rows_np = rows.numpy()
             ids = [self._ids.ids_of(rr[rr >= 0].tolist()) for rr in rows_np]

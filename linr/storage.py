@@ -27,7 +27,8 @@ class VectorStore:
             else None
         )
         # l2: ||x - c||^2 of the stored (decoded) vector, for the centre c below; the scan
-        # scores 2<q - c, x> - ||x - c||^2 and then subtracts ||q||^2 - ||c||^2 (linr.scan).
+        # (linr/search/scanner.py) scores 2<q - c, x> - ||x - c||^2, then subtracts
+        # ||q||^2 - ||c||^2.
         self.sqnorms = (
             torch.zeros(capacity, dtype=torch.float32, device=device) if with_norms else None
         )

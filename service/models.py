@@ -19,11 +19,11 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from service.settings import MAX_BATCH_QUERIES, MAX_K
+from linr.limits import MAX_BATCH_QUERIES, MAX_BULK_ITEMS, MAX_DIM, MAX_K
 
 # JSON accepts `NaN` and `Infinity` literals; the contract forbids them in vectors and values.
 Finite = Annotated[float, Strict(), AllowInfNan(False)]
-Vector = Annotated[list[Finite], Field(min_length=1, max_length=65536)]
+Vector = Annotated[list[Finite], Field(min_length=1, max_length=MAX_DIM)]
 _INT63 = 2**63 - 1
 # The schema states the bound exactly (pydantic would print it as a rounded float).
 _INT63_SCHEMA = WithJsonSchema({"type": "integer", "minimum": 0, "maximum": _INT63})
@@ -134,7 +134,7 @@ class BulkItem(ItemBody):
 
 
 class BulkRequest(_Body):
-    items: Annotated[list[BulkItem], Field(min_length=1, max_length=65536)]
+    items: Annotated[list[BulkItem], Field(min_length=1, max_length=MAX_BULK_ITEMS)]
 
 
 class UpsertResponse(BaseModel):

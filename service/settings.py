@@ -12,9 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# The contract's hard limits; settings may only tighten them.
-MAX_K = 1000
-MAX_BATCH_QUERIES = 1024
+from linr.limits import MAX_BULK_ITEMS, MAX_DIM, MAX_QUERY_VECTORS
 
 
 class Settings(BaseSettings):
@@ -22,7 +20,7 @@ class Settings(BaseSettings):
 
     # What to serve. INDEX_DIR, else the newest snapshot, else an empty index of `dim`.
     index_dir: Path | None = None
-    dim: int | None = Field(default=None, ge=1, le=65536, description="Dimension of a new index.")
+    dim: int | None = Field(default=None, ge=1, le=MAX_DIM, description="Dimension of a new index.")
     metric: Literal["ip", "cosine", "l2"] = Field(default="ip", description="For a new index.")
     quantization: Literal["fp32", "fp16", "int8"] = Field(
         default="fp32", description="For a new index."
@@ -75,10 +73,10 @@ class Settings(BaseSettings):
     max_filter_depth: int = Field(default=16, ge=1, le=256, description="and/or/not nesting.")
     max_filter_chars: int = Field(default=8192, ge=16, description="String filter length.")
     max_vectors_per_query: int = Field(
-        default=64, ge=1, le=4096, description="Vectors of a multi-embedding query."
+        default=64, ge=1, le=MAX_QUERY_VECTORS, description="Vectors of a multi-embedding query."
     )
     max_items_per_request: int = Field(
-        default=1024, ge=1, le=65536, description="Items of one bulk upsert."
+        default=1024, ge=1, le=MAX_BULK_ITEMS, description="Items of one bulk upsert."
     )
 
     @field_validator("partitions", mode="before")

@@ -21,8 +21,8 @@ import numpy as np
 
 from linr.cli.main import UsageError, env_default, positive_int
 from linr.errors import FilterError, InvalidInput
+from linr.limits import MAX_K
 
-_MAX_K = 1000
 # Queries per Index.search call: the scan's memory is bounded by the index, not by B, and
 # 1024 keeps per-call overhead negligible.
 _BATCH_QUERIES = 1024
@@ -259,6 +259,6 @@ def _k(text: str) -> int:
         k = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 1 <= k <= _MAX_K:
-        raise argparse.ArgumentTypeError(f"k must be between 1 and {_MAX_K}, got {k}")
+    if not 1 <= k <= MAX_K:
+        raise argparse.ArgumentTypeError(f"k must be between 1 and {MAX_K}, got {k}")
     return k

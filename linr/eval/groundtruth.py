@@ -19,7 +19,6 @@ import torch
 
 from linr.eval.formats import VectorSource, split_dataset
 from linr.knn import knn
-from linr.scan import merge_topk
 
 CACHE_VERSION = 1
 # Base rows per exact-search chunk: knn holds a [128, chunk] float64 score block and the
@@ -98,8 +97,13 @@ def compute_ground_truth(
             mask = torch.from_numpy(masks.dense(query_fids[q0:q1], start, stop))
             s, r = knn(queries[q0:q1], xb, min(k, stop - start), metric, mask=mask, dtype=dtype)
             r = torch.where(r >= 0, r + start, r)
-            s_m, r_m = merge_topk(best_s[q0:q1], best_r[q0:q1], s, r, k)
-            best_s[q0:q1], best_r[q0:q1] = s_m, r_m.masked_fill(s_m == -torch.inf, -1)
+            # Chunks come in row order, so every kept row is below this chunk's: a stable
+            # sort by score of (kept, new) is the (score desc, row asc) order, in float64.
+            s_all = torch.cat([best_s[q0:q1], s], dim=1)
+            r_all = torch.cat([best_r[q0:q1], r], dim=1)
+            s_m, o = torch.sort(s_all, dim=1, descending=True, stable=True)
+            r_m = r_all.gather(1, o)[:, :k]
+            best_s[q0:q1], best_r[q0:q1] = s_m[:, :k], r_m.masked_fill(s_m[:, :k] == -torch.inf, -1)
         if progress is not None:
             progress(stop - start)
     return best_r.numpy(), best_s.numpy()

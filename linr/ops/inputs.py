@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import torch
 
-MAX_K = 1000
+from linr.limits import MAX_K
+
 MAX_POSITIONS = (1 << 31) - (1 << 24)  # positions are int32 in the kernel
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import linr
-from linr import Index
-from linr.scan import topk_exact_ties
+from linr import Index, InvalidInput
+from linr.search.topk import topk_exact_ties
 from tests.linr.conftest import stored_vectors
 from tests.topk_check import assert_same_topk, scores_by_row
 
@@ -143,9 +143,9 @@ def test_multi_embedding(rng, aggregate, metric):
 def test_peak_score_memory_is_bounded():
     index = Index(16, "ip", "fp32", "cpu", scan_bytes=1 << 22)
     q = torch.zeros(1024, 16)
-    from linr.scan import Queries
+    from linr.search import Backend, Queries
 
-    rows = index._scanner.chunk_rows(Queries(q, 1024), "torch")
+    rows = index._scanner.chunk_rows(Queries(q, 1024), Backend.TORCH)
     assert rows * (1024 + 16) * 4 <= 1 << 22
 
 
@@ -181,3 +181,11 @@ def test_topk_exact_ties_matches_a_full_stable_sort(seed):
             keep = ref_s[r, :k] > -torch.inf  # -inf columns are never needed, any will do
             got = set(idx[r, : int(keep.sum())].tolist())
             assert got == set(ref_i[r, :k][keep].tolist()), (c, k, r)
+
+
+@pytest.mark.parametrize(("kw", "word"), [({"strategy": "fast"}, "strategy"), ({"backend": "gpu"}, "backend")])
+def test_unknown_strategy_or_backend_is_invalid_input(kw, word):
+    index = Index(4, "ip", "fp32", "cpu")
+    index.upsert([1], np.ones((1, 4), np.float32))
+    with pytest.raises(InvalidInput, match=word):
+        index.search(np.ones(4, np.float32), 1, **kw)

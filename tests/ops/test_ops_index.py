@@ -8,7 +8,7 @@ import torch
 import linr
 from linr import Index
 from linr.index import decode_rows
-from linr.scan import pack_mask
+from linr.ops.mask_words import pack_mask, unpack_mask
 from tests.topk_check import (
     assert_same_topk,
     centred_l2_error_bound,
@@ -71,3 +71,9 @@ def test_pack_mask_layout():
     w = pack_mask(m)
     assert w.dtype == torch.int32 and w.shape == (3,)
     assert w.tolist() == [1 - 2**31, 1, 1 << 5]
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 1000])
+def test_unpack_mask_inverts_pack_mask(n):
+    m = torch.rand(n) < 0.4
+    assert torch.equal(unpack_mask(pack_mask(m), n), m)

@@ -1,42 +1,31 @@
-"""Exhaustive scan + top-k with pre-filtering, in row chunks so that peak extra memory is
-bounded by `scan_bytes` whatever N is.
+"""The exhaustive scan: top-k with pre-filtering over the rows of a VectorStore, in row
+chunks so that peak extra memory is bounded by `scan_bytes` whatever N is.
 
-Two strategies (LiNR paper, section 3): *mask* scores every row of a chunk and masks the
-rows the filter rejects; *gather* collects the matching rows and scores only those. Both
-score each row with the same kernel on the same float32 inputs, so the choice changes the
-speed, not the results. Two scoring backends: faiss's exact knn (BLAS + heap) on CPU, which
-is ~2x faster here than torch mm + topk, and torch (any device; multi-embedding queries).
+Both strategies (linr/search/plan.py) score each row with the same kernel on the same
+float32 inputs, so the choice changes the speed; the backends may round differently
+(BLAS blocks sums its own way), which the tests bound (tests/linr/test_scan.py). For l2,
+rows are stored centred at a point c fixed by the first write (linr/storage.py says why):
+queries become q - c here, in one place, and every backend scores 2<q - c, x - c> -
+||x - c||^2 less the per-query constant ||q||^2 - ||c||^2.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import torch
 
+from linr.ops.mask_words import pack_mask
+from linr.search.plan import Backend, Strategy, choose_backend, choose_strategy, faiss_module
+from linr.search.topk import merge, topk_exact_ties
 from linr.storage import VectorStore
 
-# Gather when fewer than this fraction of the scanned rows match. On CPU (2 cores) the
-# gather strategy costs ~1 row copy per matching row; scoring costs ~B dot products per row,
-# so gather wins well past 25% for B >= 32 and breaks even near 50% at B = 1 (bench_search).
-_GATHER_BELOW = 0.3
 # faiss path, mask strategy: a chunk with at most this many rejected rows (times k) is
 # searched for k + rejected and the rejected dropped; beyond that, its matching rows are
 # gathered. Keeps faiss's heaps small (k' <= 2k).
 _SKIP_FACTOR = 1
-# Triton kernels: the mask form still reads every tile holding an allowed row (~47% of the
-# tiles at 1% selectivity), the rows form only the allowed rows (docs/gpu.md). Not yet
-# measured on a GPU: the switch point is to be set from benchmarks/bench_scan.py.
-_GATHER_BELOW_TRITON = 0.05
-_TRITON_MAX_K = 1000  # linr.ops.scan_topk's limit; larger k (oversampling) uses torch
-_DEFAULT_SCAN_BYTES = 256 << 20
-# faiss's knn uses BLAS only for large query batches; below, its per-pair path is 2-7x slower
-# than torch mm + topk (1M x 128, k=100, 2 cores: B=512 faiss 9.3 s vs torch 1.4 s;
-# B=1024 faiss 1.07 s vs torch 2.95 s). So faiss scores only batches of >= 1024 queries.
-_FAISS_MIN_BATCH = 1024
+DEFAULT_SCAN_BYTES = 256 << 20
 # faiss's BLAS block of database rows (default 1024): 4096 is 7% faster at 1M x 128,
 # B = 1024 (0.955 s vs 1.022 s, medians of 3); restored after each call.
 _FAISS_DATABASE_BS = 4096
@@ -59,94 +48,10 @@ class Queries:
         return self.pad is not None
 
 
-def _faiss() -> Any:
-    if os.environ.get("LINR_CPU_BACKEND", "") == "torch":
-        return None
-    try:
-        import faiss  # type: ignore[import-untyped]
-    except ImportError:
-        return None
-    return faiss
-
-
-def choose_backend(device: torch.device, queries: Queries) -> str:
-    if queries.multi:
-        return "torch"
-    if device.type == "cpu" and queries.batch >= _FAISS_MIN_BATCH and _faiss() is not None:
-        return "faiss"
-    if device.type == "cuda" and os.environ.get("LINR_GPU_BACKEND", "") != "torch":
-        from linr import ops
-
-        if ops.available(device):
-            return "triton"
-    return "torch"
-
-
-def choose_strategy(n_allowed: int, n_rows: int, backend: str) -> str:
-    limit = _GATHER_BELOW_TRITON if backend == "triton" else _GATHER_BELOW
-    return "gather" if n_allowed < limit * n_rows else "mask"
-
-
-def pack_mask(mask: torch.Tensor) -> torch.Tensor:
-    """bool [n] -> int32 [ceil(n / 32)] words, bit r % 32 of word r // 32 (linr.ops layout)."""
-    pad = (-mask.numel()) % 32
-    bits = torch.nn.functional.pad(mask.to(torch.int64), (0, pad)).view(-1, 32)
-    words = (bits << torch.arange(32, device=mask.device)).sum(1)
-    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
-
-
-def merge_topk(
-    s1: torch.Tensor, r1: torch.Tensor, s2: torch.Tensor, r2: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best k of two candidate lists by (score desc, row asc); -inf entries sort last."""
-    s = torch.cat([s1, s2], dim=1)
-    r = torch.cat([r1, r2], dim=1)
-    # Lexicographic order: stable sort by row, then stable sort by score.
-    o = torch.argsort(r, dim=1, stable=True)
-    s, r = s.gather(1, o), r.gather(1, o)
-    o = torch.argsort(s, dim=1, descending=True, stable=True)[:, :k]
-    return s.gather(1, o), r.gather(1, o)
-
-
-def topk_exact_ties(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """top-k of each row of s [B, C], where ties at the k-th score keep the lowest columns
-    (torch.topk picks among ties arbitrarily). Columns of -inf are never needed."""
-    c = s.shape[1]
-    kk = min(k + 1, c)
-    vals, idx = torch.topk(s, kk, dim=1)
-    if kk > k:
-        tie = (vals[:, k - 1] == vals[:, k]) & (vals[:, k - 1] > -torch.inf)
-        for b in torch.nonzero(tie).flatten().tolist():
-            vals[b, :k], idx[b, :k] = _resolve_tie(s[b], vals[b, :k], idx[b, :k])
-        vals, idx = vals[:, :k], idx[:, :k]
-    return vals, idx
-
-
-def _resolve_tie(
-    row: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first k of `row` by (score desc, column asc), given topk's k best, whose last
-    score ties with a column left out. Only the columns scoring exactly that value are
-    looked at again (duplicated vectors make such ties common): the others in `vals` are
-    above it and stay. A full sort of the row costs ~30 ms at 300k columns on a CPU core."""
-    k = vals.shape[0]
-    v = vals[k - 1]
-    above = vals > v
-    n_above = int(above.sum())
-    tied = torch.nonzero(row == v).flatten()[: k - n_above]  # ascending columns
-    cand_s = torch.cat([vals[above], row[tied]])
-    cand_i = torch.cat([idx[above], tied])
-    # (score desc, column asc): stable sorts on k entries, by column then by score.
-    o = torch.argsort(cand_i, stable=True)
-    cand_s, cand_i = cand_s[o], cand_i[o]
-    o = torch.argsort(cand_s, descending=True, stable=True)
-    return cand_s[o], cand_i[o]
-
-
 class Scanner:
     """Scores prepared queries against the rows of a VectorStore."""
 
-    def __init__(self, store: VectorStore, metric: str, scan_bytes: int = _DEFAULT_SCAN_BYTES):
+    def __init__(self, store: VectorStore, metric: str, scan_bytes: int = DEFAULT_SCAN_BYTES):
         self.store = store
         self.metric = metric
         self.scan_bytes = scan_bytes
@@ -163,10 +68,10 @@ class Scanner:
         const = (q64.square().sum(1) - c64.square().sum()).float()
         return replace(queries, q=(q64 - c64).float(), l2_const=const)
 
-    def chunk_rows(self, queries: Queries, backend: str) -> int:
+    def chunk_rows(self, queries: Queries, backend: Backend) -> int:
         # torch: the [M, C] float32 score block and the decoded [C, D] block share the
         # budget. faiss bounds its own score blocks, so only the decoded block counts.
-        per_row = 4 * self.store.dim + (0 if backend == "faiss" else 4 * queries.q.shape[0])
+        per_row = 4 * self.store.dim + (0 if backend is Backend.FAISS else 4 * queries.q.shape[0])
         return int(min(max(self.scan_bytes // per_row, 256), 1 << 24))
 
     def _scores(self, queries: Queries, block: torch.Tensor, sqn: torch.Tensor | None):
@@ -197,11 +102,11 @@ class Scanner:
         rows: torch.Tensor,
         k: int,
         reject: torch.Tensor | None,
-        backend: str,
+        backend: Backend,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k candidates of one decoded block whose rows are `rows` (sorted ascending);
         reject: bool [C] of rows to leave out."""
-        if backend == "faiss":
+        if backend is Backend.FAISS:
             return self._faiss_topk(queries, block, rows, k, reject)
         sqn = None
         if self.store.sqnorms is not None:
@@ -220,7 +125,7 @@ class Scanner:
         k: int,
         reject: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        faiss = _faiss()
+        faiss = faiss_module()
         n_rej = 0 if reject is None else int(reject.sum())
         c = block.shape[0]
         metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
@@ -254,7 +159,7 @@ class Scanner:
         return d_t, rows[i_t.clamp(min=0)]
 
     def _triton_search(
-        self, queries: Queries, k: int, n_rows: int, allowed: torch.Tensor, strategy: str
+        self, queries: Queries, k: int, n_rows: int, allowed: torch.Tensor, strategy: Strategy
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One fused launch (linr.ops) instead of the chunk loop; the same contract."""
         from linr import ops
@@ -268,12 +173,10 @@ class Scanner:
             bias = -st.sqnorms[:n_rows]
         scales = None if st.scales is None else st.scales[:n_rows]
         kw: dict[str, torch.Tensor] = {}
-        if strategy == "gather":
+        if strategy is Strategy.GATHER:
             kw["rows"] = torch.nonzero(allowed).flatten()
         elif not bool(allowed.all()):
             kw["mask_words"] = pack_mask(allowed)
-        elif strategy != "mask":
-            raise ValueError(f"unknown strategy {strategy!r}; expected auto, mask or gather")
         s, r = ops.scan_topk(q, st.codes[:n_rows], k, scales=scales, bias=bias, **kw)
         if self.metric == "l2":
             assert queries.l2_const is not None
@@ -288,13 +191,15 @@ class Scanner:
         k: int,
         reject: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        c = self.chunk_rows(queries, "torch")
+        c = self.chunk_rows(queries, Backend.TORCH)
         best_s = torch.full((queries.batch, k), -torch.inf, device=block.device)
         best_r = torch.full((queries.batch, k), -1, dtype=torch.int64, device=block.device)
         for s0 in range(0, block.shape[0], c):
             rej = None if reject is None else reject[s0 : s0 + c]
-            s, r = self._block_topk(queries, block[s0 : s0 + c], rows[s0 : s0 + c], k, rej, "torch")
-            best_s, best_r = merge_topk(best_s, best_r, s, r, k)
+            s, r = self._block_topk(
+                queries, block[s0 : s0 + c], rows[s0 : s0 + c], k, rej, Backend.TORCH
+            )
+            best_s, best_r = merge(best_s, best_r, s, r, k)
         return best_s, best_r
 
     def search(
@@ -303,8 +208,8 @@ class Scanner:
         k: int,
         n_rows: int,
         allowed: torch.Tensor,
-        strategy: str = "auto",
-        backend: str = "auto",
+        strategy: Strategy = Strategy.AUTO,
+        backend: Backend = Backend.AUTO,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k over rows [0, n_rows) where `allowed` (bool [>= n_rows]) is True.
         Returns (scores float32 [B, k] padded -inf, rows int64 [B, k] padded -1)."""
@@ -318,29 +223,25 @@ class Scanner:
         n_allowed = int(allowed.sum())
         if n_allowed == 0:
             return best_s, best_r
-        if backend == "auto" or (backend == "faiss" and queries.multi):
-            backend = choose_backend(dev, queries)
-            if backend == "triton" and k > _TRITON_MAX_K:
-                backend = "torch"
-        if strategy == "auto":
-            strategy = choose_strategy(n_allowed, n_rows, backend)
-        if backend == "triton":
+        backend = choose_backend(backend, dev, b, queries.multi, k)
+        strategy = choose_strategy(strategy, n_allowed, n_rows, backend)
+        if backend is Backend.TRITON:
             return self._triton_search(queries, k, n_rows, allowed, strategy)
         c = self.chunk_rows(queries, backend)
         if (
-            backend == "faiss"
+            backend is Backend.FAISS
             and self.store.quantization == "fp32"
             and n_allowed == n_rows
             and not self._centred()
         ):
             c = n_rows  # blocks are views of the codes (no copy): one faiss call scans all
-        if strategy == "gather":
+        if strategy is Strategy.GATHER:
             rows_all = torch.nonzero(allowed).flatten()
             for c0 in range(0, rows_all.shape[0], c):
                 sub = rows_all[c0 : c0 + c]
                 s, r = self._block_topk(queries, self.store.gather(sub), sub, k, None, backend)
-                best_s, best_r = merge_topk(best_s, best_r, s, r, k)
-        elif strategy == "mask":
+                best_s, best_r = merge(best_s, best_r, s, r, k)
+        else:
             for r0 in range(0, n_rows, c):
                 r1 = min(r0 + c, n_rows)
                 al = allowed[r0:r1]
@@ -349,7 +250,7 @@ class Scanner:
                     continue
                 rows = torch.arange(r0, r1, device=dev)
                 n_rej = (r1 - r0) - n_ok
-                if backend == "faiss" and n_rej > _SKIP_FACTOR * k:
+                if backend is Backend.FAISS and n_rej > _SKIP_FACTOR * k:
                     sub = rows[al]
                     s, r = self._block_topk(queries, self.store.gather(sub), sub, k, None, backend)
                 else:
@@ -357,8 +258,6 @@ class Scanner:
                     s, r = self._block_topk(
                         queries, self.store.block(r0, r1), rows, k, reject, backend
                     )
-                best_s, best_r = merge_topk(best_s, best_r, s, r, k)
-        else:
-            raise ValueError(f"unknown strategy {strategy!r}; expected auto, mask or gather")
+                best_s, best_r = merge(best_s, best_r, s, r, k)
         best_r = best_r.masked_fill(best_s == -torch.inf, -1)
         return best_s, best_r
