@@ -183,7 +183,9 @@ def test_topk_exact_ties_matches_a_full_stable_sort(seed):
             assert got == set(ref_i[r, :k][keep].tolist()), (c, k, r)
 
 
-@pytest.mark.parametrize(("kw", "word"), [({"strategy": "fast"}, "strategy"), ({"backend": "gpu"}, "backend")])
+@pytest.mark.parametrize(
+    ("kw", "word"), [({"strategy": "fast"}, "strategy"), ({"backend": "gpu"}, "backend")]
+)
 def test_unknown_strategy_or_backend_is_invalid_input(kw, word):
     index = Index(4, "ip", "fp32", "cpu")
     index.upsert([1], np.ones((1, 4), np.float32))
