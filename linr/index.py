@@ -138,6 +138,11 @@ class Index:
         return self._store.capacity
 
     @property
+    def n_rows(self) -> int:
+        """Rows used so far, live or freed: `SearchResult.rows` lie in [0, n_rows)."""
+        return self._n_rows
+
+    @property
     def id_kind(self) -> str | None:
         return self._ids.kind
 
@@ -470,6 +475,16 @@ class Index:
             attrs = iter(self._attrs.get_many(found))
             return [next(attrs) if r >= 0 else None for r in rows]
 
+    def stored_vectors(self, rows: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """float32 [n, D] on the CPU: the vectors of `rows` (as in `SearchResult.rows`) as
+        stored, i.e. decoded (fp16 and int8 round what was written; cosine normalized):
+        exactly what searches score against. A freed row holds its last vector."""
+        r = rows if isinstance(rows, torch.Tensor) else torch.from_numpy(np.asarray(rows, np.int64))
+        with self.lock:
+            if r.numel() and not (int(r.min()) >= 0 and int(r.max()) < self._n_rows):
+                raise InvalidInput(f"rows must lie in [0, {self._n_rows})")
+            return self._store.gather(r.to(self.device)).cpu()
+
     def ids(self) -> list[Id]:
         """Every id in the index, in row order."""
         with self.lock:
@@ -676,8 +691,3 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"{FORMAT_VERSION}"
         )
     return manifest
-
-
-def decode_rows(index: Index, rows: torch.Tensor) -> torch.Tensor:
-    """Stored (decoded) float32 vectors of rows: what the index scores against."""
-    return index._store.gather(rows)

@@ -13,6 +13,4 @@ def rng() -> np.random.Generator:
 
 def stored_vectors(index, n_rows: int) -> torch.Tensor:
     """The decoded vectors the index scores against (the oracle's database)."""
-    from linr.index import decode_rows
-
-    return decode_rows(index, torch.arange(n_rows, device=index.device)).cpu()
+    return index.stored_vectors(torch.arange(n_rows))

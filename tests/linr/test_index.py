@@ -32,9 +32,9 @@ def test_upsert_replace_delete_visible_to_next_search(rng):
     assert 12 not in index and len(index) == 4
     assert index.search(q, 5, 'lang == "fr"').ids == [[]]
     # the freed row is reused by the next insert
-    rows_before = index._n_rows
+    rows_before = index.n_rows
     index.upsert([20], x[:1])
-    assert index._n_rows == rows_before
+    assert index.n_rows == rows_before
 
 
 def test_get_returns_stored_item(rng):

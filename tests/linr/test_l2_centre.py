@@ -70,7 +70,7 @@ def test_centre_is_fixed_by_the_first_write_and_saved(rng, tmp_path):
     assert torch.equal(index._store.centre, centre)
     q = shifted(rng, 3, d, -500.0)
     res = index.search(q, k)
-    n_rows = index._n_rows  # the new items reused the deleted items' rows
+    n_rows = index.n_rows  # the new items reused the deleted items' rows
     live = index._valid[:n_rows].numpy()
     check(res, q, stored_vectors(index, n_rows).numpy(), centre.numpy(), k, live)
     index.save(tmp_path / "idx")

@@ -150,7 +150,7 @@ def test_exact_ties_by_row_across_chunks_after_reuse(rng: np.random.Generator, d
     more = rng.integers(-1, 2, size=(200, dim)).astype(np.float32)
     idx.upsert(np.arange(n, n + 200), more, [{"g": 1}] * 200)  # reuses the freed rows
     q = rng.integers(-1, 2, size=(5, dim)).astype(np.float32)
-    n_rows = idx._n_rows
+    n_rows = idx.n_rows
     db = stored_vectors(idx, n_rows)
     live = idx._valid[:n_rows].cpu()
     for f in (None, "g == 1", "g != 1"):
@@ -257,7 +257,7 @@ def test_small_and_degenerate_sizes(rng: np.random.Generator) -> None:
             x = rng.standard_normal((n, 1)).astype(np.float32) + 0.01
             if n:
                 idx.upsert(np.arange(n) * 3, x, [{"g": i % 2} for i in range(n)])
-            db = stored_vectors(idx, idx._n_rows)
+            db = stored_vectors(idx, idx.n_rows)
             q = rng.standard_normal((3, 1)).astype(np.float32) + 0.01
             for f in (None, "g == 1") if n else (None,):
                 mask = None if f is None else torch.from_numpy(np.arange(n) % 2 == 1)

@@ -15,8 +15,8 @@ STRATEGIES = ["mask", "gather"]
 
 
 def reference(index, q, k, metric, mask=None):
-    x = stored_vectors(index, index._n_rows)
-    live = index._valid[: index._n_rows].cpu()
+    x = stored_vectors(index, index.n_rows)
+    live = index._valid[: index.n_rows].cpu()
     mask = live if mask is None else (live & mask)
     if metric == "cosine":  # stored vectors are normalized (then quantized) on insert
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
@@ -26,7 +26,7 @@ def reference(index, q, k, metric, mask=None):
 
 def every_score(index, q, metric, mask=None) -> np.ndarray:
     """The reference score of every row [B, n] (-inf where masked out or deleted)."""
-    return scores_by_row(*reference(index, q, index._n_rows, metric, mask), index._n_rows)
+    return scores_by_row(*reference(index, q, index.n_rows, metric, mask), index.n_rows)
 
 
 def check(res, ref_s, ref_i, rtol, full):

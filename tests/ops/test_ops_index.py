@@ -7,7 +7,6 @@ import torch
 
 import linr
 from linr import Index
-from linr.index import decode_rows
 from linr.ops.mask_words import pack_mask, unpack_mask
 from tests.topk_check import (
     assert_same_topk,
@@ -27,7 +26,7 @@ def test_index_search_through_kernels_equals_reference(dev, metric, quant):
     index.upsert(np.arange(n) + 5, x, [{"c": int(v)} for v in rng.integers(0, 8, n)])
     index.delete([5, 50])
     q = rng.standard_normal((b, d)).astype(np.float32)
-    stored = decode_rows(index, torch.arange(n, device=index.device)).cpu()
+    stored = index.stored_vectors(torch.arange(n))
     qn = q / np.linalg.norm(q, axis=1, keepdims=True) if metric == "cosine" else q
     rm = "ip" if metric == "cosine" else metric
     for flt in (None, "c < 3", "c == 100"):
@@ -51,7 +50,7 @@ def test_l2_far_from_origin_through_kernels(dev, quant):
     x = (rng.standard_normal((n, d)) + 1000).astype(np.float32)
     index.upsert(np.arange(n), x, [{"c": int(v)} for v in rng.integers(0, 8, n)])
     q = (rng.standard_normal((b, d)) + 1000).astype(np.float32)
-    db = decode_rows(index, torch.arange(n, device=index.device)).cpu().double().numpy()
+    db = index.stored_vectors(torch.arange(n)).double().numpy()
     # The bound of scoring centred at the data's mean: the first write's mean is the centre.
     centre = x.astype(np.float64).mean(0)
     np.testing.assert_allclose(index._store.centre.cpu().numpy(), centre, rtol=1e-6)
