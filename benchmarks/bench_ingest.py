@@ -446,7 +446,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="linr-bench-"))
     bootstrap = args.bootstrap
     if bootstrap is None:
-        from linr.cli.demo import LocalBroker
+        from linr.testing.broker import LocalBroker
 
         broker = LocalBroker(scratch)
         broker.start()

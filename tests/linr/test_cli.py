@@ -19,7 +19,7 @@ import linr
 from linr.cli import main as cli_main
 from linr.cli.main import main
 from linr.io import read_ibin, write_fbin, write_fvecs
-from tests.topk_check import assert_same_topk
+from linr.testing.topk import assert_same_topk
 
 REPO = Path(__file__).resolve().parents[2]
 LANGS = ("en", "fr", "de", "ja")

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import linr
+from linr.testing.topk import assert_same_topk, centred_l2_error_bound, exact_l2
 from tests.linr.conftest import stored_vectors
-from tests.topk_check import assert_same_topk, centred_l2_error_bound, exact_l2
 
 
 def shifted(rng: np.random.Generator, n: int, d: int, offset: float) -> np.ndarray:

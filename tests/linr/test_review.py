@@ -17,7 +17,7 @@ import torch
 
 import linr
 from linr.filters import evaluate_reference, parse_filter
-from tests.topk_check import assert_same_topk, scores_by_row
+from linr.testing.topk import assert_same_topk, scores_by_row
 
 from .conftest import stored_vectors
 

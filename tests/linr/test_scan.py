@@ -7,8 +7,8 @@ import torch
 import linr
 from linr import Index, InvalidInput
 from linr.search.topk import topk_exact_ties
+from linr.testing.topk import assert_same_topk, scores_by_row
 from tests.linr.conftest import stored_vectors
-from tests.topk_check import assert_same_topk, scores_by_row
 
 BACKENDS = ["faiss", "torch"]
 STRATEGIES = ["mask", "gather"]

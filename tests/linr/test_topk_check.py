@@ -1,8 +1,8 @@
-"""The near-tie allowance of tests.topk_check rejects real differences."""
+"""The near-tie allowance of linr.testing.topk rejects real differences."""
 
 import pytest
 
-from tests.topk_check import assert_same_topk
+from linr.testing.topk import assert_same_topk
 
 
 def test_near_ties_may_trade_places():

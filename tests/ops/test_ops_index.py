@@ -8,7 +8,7 @@ import torch
 import linr
 from linr import Index
 from linr.ops.mask_words import pack_mask, unpack_mask
-from tests.topk_check import (
+from linr.testing.topk import (
     assert_same_topk,
     centred_l2_error_bound,
     exact_l2,

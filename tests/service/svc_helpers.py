@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,13 +15,13 @@ import httpx
 import numpy as np
 import torch
 import uvicorn
-from fastapi.testclient import TestClient
 
 import linr
 from linr.filters import parse_filter
 from linr.filters.reference import evaluate_reference
+from linr.testing.topk import assert_same_topk
+from linr.testing.wait import wait_until
 from service import Settings, create_app
-from tests.topk_check import assert_same_topk
 
 LANGS = ["en", "fr", "de", "ja"]
 TAGS = ["ml", "gpu", "db", "web", "ops"]
@@ -79,27 +78,6 @@ def same_attributes(got: dict[str, Any], want: dict[str, Any]) -> bool:
         return {k: sorted(v) if isinstance(v, list) else v for k, v in a.items()}
 
     return norm(got) == norm(want)
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@contextmanager
-def app_client(index: Any = None, **settings: Any) -> Iterator[TestClient]:
-    """The app in-process, lifespan running, ready (when it can get ready)."""
-    if index is not None:
-        settings.setdefault("dim", index.dim)
-    app = create_app(Settings(**settings), index=index)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        if index is not None:
-            wait_until(lambda: client.get("/readyz").status_code == 200, what="ready")
-        yield client
 
 
 class LiveServer:

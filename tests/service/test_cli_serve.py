@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from svc_helpers import wait_until
 
 from linr.cli.main import main
+from linr.testing.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,12 +33,6 @@ def _linr(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -90,7 +84,7 @@ def test_help_lists_every_setting_and_its_variable() -> None:
 
 def test_serve_from_env_and_flags_then_sigterm_snapshots(tmp_path: Path) -> None:
     pytest.importorskip("ingest.snapshots")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "linr", "serve", "--port", str(port), "--log-level", "warning"],
         env=_env(
@@ -110,7 +104,7 @@ def test_serve_from_env_and_flags_then_sigterm_snapshots(tmp_path: Path) -> None
             return False
 
     try:
-        wait_until(ready, timeout=60, what="linr serve ready")
+        wait_until(ready, timeout_s=60, what="linr serve ready")
         assert httpx.get(url + "/v1/stats").status_code == 401
         r = httpx.put(url + "/v1/items/9", json={"vector": [1, 2, 3]}, headers=auth)
         assert r.json() == {"id": 9, "created": True, "applied": True}

@@ -22,7 +22,7 @@ from kafka import KafkaProducer  # noqa: E402
 from ingest.messages import encode_delete, encode_upsert  # noqa: E402
 from ingest.snapshots import list_snapshots  # noqa: E402
 from ingest.topics import ensure_topic  # noqa: E402
-from linr.cli.demo import LocalBroker  # noqa: E402
+from linr.testing.broker import LocalBroker  # noqa: E402
 from service import Settings, create_app  # noqa: E402
 
 DIM = 8
