@@ -1,4 +1,4 @@
-"""Offline recall evaluation (`linr eval`): readers for benchmark dataset formats, exact
+"""Offline recall evaluation (`linr eval`) over the dataset formats of linr.io: exact
 ground truth, recall@k with ties and short lists counted correctly, the post-filtering
 baseline, selectivity buckets, and the report (JSON, Markdown, PNG plots).
 
@@ -10,16 +10,12 @@ Only torch and numpy are needed to import it; h5py, pyarrow and matplotlib (the 
 extra) load when an HDF5 or Parquet file is read or a plot is drawn. See docs/eval.md.
 """
 
-from linr.eval.formats import VectorSource, open_vectors, read_ground_truth
 from linr.eval.recall import recall_at_k
 from linr.eval.report import write_report
 from linr.eval.runner import EvalConfig, run_eval
 
 __all__ = [
     "EvalConfig",
-    "VectorSource",
-    "open_vectors",
-    "read_ground_truth",
     "recall_at_k",
     "run_eval",
     "write_report",

@@ -147,7 +147,7 @@ class ParquetAttributes(AttributeSource):
     def __init__(self, path: str, vector_column: str | None = None) -> None:
         import pyarrow.parquet as pq
 
-        from linr.eval.formats import vector_column as find_vector_column
+        from linr.io.columnar import vector_column as find_vector_column
 
         self.path = path
         self.file = pq.ParquetFile(path)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from linr.eval.formats import VectorSource, split_dataset
+from linr.io.source import VectorSource, split_dataset
 from linr.knn import knn
 
 CACHE_VERSION = 1

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from linr.eval.attributes import Filter
-from linr.eval.formats import VectorSource
 from linr.eval.groundtruth import MaskTable
 from linr.eval.recall import exact_scores, recall_at_k, score_scale, tie_hits
+from linr.io.source import VectorSource
 
 # Queries per block when gathering base rows for exact scores ([block, k, D] float64).
 _SCORE_BLOCK = 256

@@ -30,15 +30,6 @@ from linr.eval.attributes import (
     parse_filter_arg,
     read_query_filters,
 )
-from linr.eval.formats import (
-    HDF5_SUFFIXES,
-    VectorSource,
-    hdf5_metric,
-    open_vectors,
-    read_ground_truth,
-    split_dataset,
-    suffix_of,
-)
 from linr.eval.groundtruth import (
     MaskTable,
     cache_key,
@@ -50,6 +41,15 @@ from linr.eval.groundtruth import (
 )
 from linr.eval.modes import Mode, ModeRun, kth_true_scores, run_mode, score_mode
 from linr.eval.summary import summarize
+from linr.io.columnar import hdf5_metric
+from linr.io.source import (
+    HDF5_SUFFIXES,
+    VectorSource,
+    open_vectors,
+    read_ground_truth,
+    split_dataset,
+    suffix_of,
+)
 
 
 @dataclass

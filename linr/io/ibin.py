@@ -11,7 +11,7 @@ import struct
 import numpy as np
 
 from linr.errors import InvalidInput
-from linr.io.vectors import PathLike, _file_size
+from linr.io.vectors import PathLike, map_bigann
 
 _INT32_MAX = 2**31 - 1
 
@@ -35,17 +35,6 @@ def write_ibin(path: PathLike, ids: np.ndarray) -> None:
 
 
 def read_ibin(path: PathLike) -> np.ndarray:
-    """Read an `.ibin` file as int32 [nq, k]."""
-    size = _file_size(path)
-    if size < 8:
-        raise InvalidInput(f"{path}: truncated .ibin: {size} bytes, shorter than the 8-byte header")
-    with open(path, "rb") as f:
-        nq, k = struct.unpack("<II", f.read(8))
-        expected = 8 + 4 * nq * k
-        if size != expected:
-            problem = "truncated" if size < expected else f"{size - expected} trailing bytes"
-            raise InvalidInput(
-                f"{path}: {problem}: the .ibin header says {nq} x {k} int32 ({expected} bytes) "
-                f"but the file has {size} bytes"
-            )
-        return np.fromfile(f, dtype="<i4", count=nq * k).astype(np.int32).reshape(nq, k)
+    """Read an `.ibin` file as int32 [nq, k] (a big-ann ground-truth file's distances that
+    may follow the ids are ignored)."""
+    return np.array(map_bigann(path, distances_ok=True), dtype=np.int32)

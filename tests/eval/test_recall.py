@@ -8,7 +8,6 @@ import torch
 
 import linr
 from linr.eval import groundtruth
-from linr.eval.formats import ArraySource
 from linr.eval.groundtruth import MaskTable, compute_ground_truth
 from linr.eval.modes import _first_k
 from linr.eval.recall import (
@@ -19,6 +18,7 @@ from linr.eval.recall import (
     score_scale,
     tie_hits,
 )
+from linr.io.source import ArraySource
 
 
 def test_recall_hand_made() -> None:
