@@ -17,6 +17,40 @@ def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
 
 
+def scores(
+    xq: np.ndarray | torch.Tensor,
+    xb: np.ndarray | torch.Tensor,
+    metric: str = "ip",
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Exact scores of each query, higher is better, computed in `dtype`: ip <q, x>, cosine
+    the cosine, l2 -||q - x||^2 (docs/service.md). xq: [B, D]. xb: [N, D] scores every query
+    against every row ([B, N]); xb: [B, m, D] scores query i against its own rows xb[i]
+    ([B, m]: what a returned list is checked with)."""
+    check_metric(metric)
+    q = _as_tensor(xq).to(dtype)
+    x = _as_tensor(xb).to(device=q.device, dtype=dtype)
+    if q.ndim == 1:
+        q = q[None]
+    if metric == "cosine":
+        q, x = _unit(q), _unit(x)
+    return _scores(q, x, metric)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+
+
+def _scores(q: torch.Tensor, x: torch.Tensor, metric: str) -> torch.Tensor:
+    if x.ndim == 3:  # [B, m, D]: each query against its own rows
+        if metric == "l2":
+            return -(x - q[:, None, :]).square().sum(-1)
+        return torch.einsum("bd,bmd->bm", q, x)
+    if metric == "l2":
+        return _neg_sq_l2(q, x)
+    return q @ x.T
+
+
 def knn(
     xq: np.ndarray | torch.Tensor,
     xb: np.ndarray | torch.Tensor,
@@ -28,8 +62,8 @@ def knn(
     """Exact k nearest neighbours of each query among the rows of xb.
 
     xq: [B, D] queries; xb: [N, D] database; mask: optional bool [N] (one for all queries) or
-    [B, N] (per query): rows where it is False are never returned. Scores follow the contract
-    (ip: <q, x>; cosine: cosine; l2: -||q - x||^2), higher is better, computed in `dtype`.
+    [B, N] (per query): rows where it is False are never returned. Scores as `scores` gives
+    them (ip: <q, x>; cosine: cosine; l2: -||q - x||^2), higher is better, in `dtype`.
     Returns (scores [B, k], indices [B, k]) ordered by score descending, equal scores by
     ascending index; short lists are padded with score -inf and index -1.
     """
@@ -39,8 +73,7 @@ def knn(
     if q.ndim == 1:
         q = q[None]
     if metric == "cosine":
-        q = q / torch.linalg.vector_norm(q, dim=1, keepdim=True)
-        x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        q, x = _unit(q), _unit(x)
     m = None if mask is None else _as_tensor(mask).to(device=q.device, dtype=torch.bool)
     n = x.shape[0]
     out_s = torch.full((q.shape[0], k), -torch.inf, dtype=dtype, device=q.device)
@@ -48,10 +81,7 @@ def knn(
     take = min(k, n)
     for b0 in range(0, q.shape[0], _QUERY_BLOCK):
         qb = q[b0 : b0 + _QUERY_BLOCK]
-        if metric == "l2":
-            s = _neg_sq_l2(qb, x)
-        else:
-            s = qb @ x.T
+        s = _scores(qb, x, metric)
         if m is not None:
             mb = m if m.ndim == 1 else m[b0 : b0 + _QUERY_BLOCK]
             s = s.masked_fill(~mb, -torch.inf)

@@ -16,8 +16,9 @@ import numpy as np
 
 from linr.eval.attributes import Filter
 from linr.eval.groundtruth import MaskTable
-from linr.eval.recall import exact_scores, recall_at_k, score_scale, tie_hits
+from linr.eval.recall import recall_at_k, score_scale, tie_hits
 from linr.io.source import VectorSource
+from linr.knn import scores as exact_scores
 
 # Queries per block when gathering base rows for exact scores ([block, k, D] float64).
 _SCORE_BLOCK = 256
@@ -141,7 +142,7 @@ def score_mode(
         ok = masks.lookup(query_fids[q0:q1], f)
         violations += int(((f >= 0) & ~ok).sum())
         x = base.take(np.maximum(f, 0))
-        s = exact_scores(queries[q0:q1], x, metric)
+        s = exact_scores(queries[q0:q1], x, metric).numpy()
         ties = tie_hits(s, truth_kth[q0:q1], score_scale(queries[q0:q1], x, metric), ok)
         recall[q0:q1] = recall_at_k(f, truth[q0:q1], k, ties)
     return Scored(recall, violations, short)
@@ -158,5 +159,5 @@ def kth_true_scores(
     has = n_true > 0
     if has.any():
         x = base.take(np.maximum(last[has], 0))[:, None, :]
-        out[has] = exact_scores(queries[has], x, metric)[:, 0]
+        out[has] = exact_scores(queries[has], x, metric)[:, 0].numpy()
     return out

@@ -11,7 +11,6 @@ caller marks such returned items (`tie_hits`), from exact scores computed here i
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 # A returned item whose exact (float64) score is within this fraction of the score scale
 # (|q| |x| for ip, 1 for cosine, |q|^2 + |x|^2 for l2) of the k-th true score ties with it.
@@ -58,20 +57,6 @@ def _first_occurrence(f: np.ndarray) -> np.ndarray:
     out = np.empty_like(first_sorted)
     np.put_along_axis(out, order, first_sorted, axis=1)
     return out
-
-
-def exact_scores(q: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
-    """Contract scores of query i against each of its rows x[i], in float64.
-
-    q: [B, D]; x: [B, m, D] -> [B, m] (ip: <q, x>; cosine: cosine; l2: -||q - x||^2)."""
-    q64 = torch.from_numpy(np.asarray(q, dtype=np.float64))
-    x64 = torch.from_numpy(np.asarray(x, dtype=np.float64))
-    if metric == "l2":
-        return (-(x64 - q64[:, None, :]).square().sum(-1)).numpy()
-    if metric == "cosine":
-        q64 = q64 / torch.linalg.vector_norm(q64, dim=-1, keepdim=True)
-        x64 = x64 / torch.linalg.vector_norm(x64, dim=-1, keepdim=True)
-    return torch.einsum("bd,bmd->bm", q64, x64).numpy()
 
 
 def score_scale(q: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:

@@ -78,8 +78,14 @@ def scores_by_row(scores, rows, n: int) -> np.ndarray:
 def exact_l2(q, x, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
     """float64 l2 scores -||q - x||^2 of every row [B, n] (-inf where `allowed` is False),
     and the top-k rows [B, k], ties by row."""
+    import torch
+
+    from linr.knn import scores
+
     q, x = np.asarray(q, np.float64), np.asarray(x, np.float64)
-    full = -((q[:, None, :] - x[None]) ** 2).sum(-1)
+    # Each query against its own (broadcast) copy of the rows: the direct difference.
+    rows = torch.from_numpy(x).expand(q.shape[0], *x.shape)
+    full = scores(q, rows, "l2").numpy()
     if allowed is not None:
         full[:, ~np.asarray(allowed, bool)] = -np.inf
     return full, np.argsort(-full, axis=1, kind="stable")[:, :k]

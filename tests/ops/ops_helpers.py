@@ -23,12 +23,11 @@ def pack_bits(allowed: torch.Tensor) -> torch.Tensor:
 
 
 def exact64(q, codes, scales, bias) -> torch.Tensor:
-    s = q.cpu().double() @ codes.cpu().double().T
-    if scales is not None:
-        s = s * scales.cpu().double()[None, :]
-    if bias is not None:
-        s = s + bias.cpu().double()[None, :]
-    return s
+    """float64 [B, N] scores on the CPU: the kernels' plain definition."""
+    from linr.ops.fused_scan import exact_scores
+
+    cpu = [None if t is None else t.cpu() for t in (scales, bias)]
+    return exact_scores(q.cpu(), codes.cpu(), *cpu)
 
 
 def tolerance(q, codes, scales, bias) -> torch.Tensor:
