@@ -89,6 +89,19 @@ class SearchResult:
         return out
 
 
+@dataclass
+class _Parts:
+    """Everything an index holds besides its settings: fresh, or read by `Index.load`."""
+
+    store: VectorStore
+    attrs: AttributeStore
+    ids: IdMap
+    valid: torch.Tensor  # bool [capacity] on the device: live rows
+    versions: np.ndarray | None  # int64 [capacity], allocated on the first versioned write
+    n_rows: int  # rows [0, n_rows) have been used; the scan stops there
+    free: list[int]  # deleted rows, reused first
+
+
 class Index:
     def __init__(
         self,
@@ -101,6 +114,8 @@ class Index:
         capacity: int = 1024,
         id_kind: str | None = None,
         scan_bytes: int = DEFAULT_SCAN_BYTES,
+        *,
+        _parts: _Parts | None = None,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
             raise InvalidInput(f"dim must be an integer from 1 to {MAX_DIM}, got {dim!r}")
@@ -109,16 +124,22 @@ class Index:
         self.quantization = check_quantization(quantization)
         self.device = resolve_device(device)
         self.fields = list(fields) if fields is not None else None
-        capacity = max(int(capacity), 1)
-        self._store = VectorStore(dim, quantization, self.device, capacity, metric == "l2")
-        self._attrs = AttributeStore(self.device, schema, fields)
-        self._attrs.grow(capacity)
-        self._ids = IdMap(id_kind, capacity)
-        self._ids.grow(capacity)
-        self._valid = torch.zeros(capacity, dtype=torch.bool, device=self.device)
-        self._versions: np.ndarray | None = None  # allocated on the first versioned write
-        self._n_rows = 0  # rows [0, n_rows) have been used; the scan stops there
-        self._free: list[int] = []  # deleted rows, reused first
+        if _parts is None:
+            capacity = max(int(capacity), 1)
+            _parts = _Parts(
+                VectorStore(dim, quantization, self.device, capacity, metric == "l2"),
+                AttributeStore(self.device, schema, fields),
+                IdMap(id_kind, capacity),
+                torch.zeros(capacity, dtype=torch.bool, device=self.device),
+                None,
+                0,
+                [],
+            )
+        _parts.attrs.grow(_parts.store.capacity)
+        _parts.ids.grow(_parts.store.capacity)
+        self._store, self._attrs, self._ids = _parts.store, _parts.attrs, _parts.ids
+        self._valid, self._versions = _parts.valid, _parts.versions
+        self._n_rows, self._free = _parts.n_rows, _parts.free
         self._scanner = Scanner(self._store, metric, scan_bytes)
         self.lock = threading.RLock()  # searches and reads; writers while changing tensors
         self.write_lock = threading.RLock()  # writers and save, one at a time; before `lock`
@@ -136,6 +157,12 @@ class Index:
     @property
     def capacity(self) -> int:
         return self._store.capacity
+
+    @property
+    def l2_centre(self) -> torch.Tensor | None:
+        """l2 indexes: float32 [D] on the device, the point rows are stored relative to
+        (fixed by the first write; linr/storage.py says why); None for other metrics."""
+        return self._store.centre
 
     @property
     def n_rows(self) -> int:
@@ -632,30 +659,39 @@ class Index:
 
         path = Path(path)
         manifest = read_manifest(path)
+        dev = resolve_device(device)
+        capacity = max(manifest["capacity"], 1)
+        tensors = load_file(str(path / "tensors.safetensors"))
+        n = manifest["n_rows"]
+        store = VectorStore(
+            manifest["dim"], manifest["quantization"], dev, capacity, manifest["metric"] == "l2"
+        )
+        store.load_state({k[4:]: v for k, v in tensors.items() if k.startswith("vec.")})
+        valid = torch.zeros(capacity, dtype=torch.bool, device=dev)
+        valid[:n] = tensors["valid"].to(dev)
+        versions = None
+        if "versions" in tensors:
+            versions = np.full(capacity, _NO_VERSION, np.int64)
+            versions[:n] = tensors["versions"].numpy()
+        ids_state = {k: v.numpy() for k, v in tensors.items() if k.startswith("ids.")}
+        attr_t = {k[5:]: v for k, v in tensors.items() if k.startswith("attr.")}
+        parts = _Parts(
+            store,
+            AttributeStore.from_state(attr_t, manifest["attributes"], dev),
+            IdMap.from_state(manifest["id_kind"], ids_state, capacity),
+            valid,
+            versions,
+            n,
+            list(manifest.get("free_rows", [])),
+        )
         idx = cls(
             manifest["dim"],
             manifest["metric"],
             manifest["quantization"],
-            device,
+            dev,
             fields=manifest.get("fields"),
-            capacity=max(manifest["capacity"], 1),
-            id_kind=manifest["id_kind"],
+            _parts=parts,
         )
-        tensors = load_file(str(path / "tensors.safetensors"))
-        n = manifest["n_rows"]
-        idx._store.load_state({k[4:]: v for k, v in tensors.items() if k.startswith("vec.")})
-        idx._valid[:n] = tensors["valid"].to(idx.device)
-        if "versions" in tensors:
-            idx._versions = np.full(idx.capacity, _NO_VERSION, np.int64)
-            idx._versions[:n] = tensors["versions"].numpy()
-        ids_state = {k: v.numpy() for k, v in tensors.items() if k.startswith("ids.")}
-        idx._ids = IdMap.from_state(manifest["id_kind"], ids_state, idx.capacity)
-        idx._ids.grow(idx.capacity)
-        attr_t = {k[5:]: v for k, v in tensors.items() if k.startswith("attr.")}
-        idx._attrs = AttributeStore.from_state(attr_t, manifest["attributes"], idx.device)
-        idx._attrs.grow(idx.capacity)
-        idx._n_rows = n
-        idx._free = list(manifest.get("free_rows", []))
         idx.manifest_extra = dict(manifest.get("extra", {}))
         return idx
 

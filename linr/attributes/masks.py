@@ -71,7 +71,7 @@ class _Compiler:
     def __init__(self, store: AttributeStore, n: int) -> None:
         self.store = store
         self.n = n
-        self.bits = store._bits
+        self.bits = store.bits
         self.device = store.device
 
     def zeros(self) -> torch.Tensor:
@@ -90,7 +90,7 @@ class _Compiler:
         raise FilterError(f"not a filter node: {node!r}")
 
     def leaf(self, node: FieldNode) -> torch.Tensor:
-        f = self.store._fields.get(node.field)
+        f = self.store.fields.get(node.field)
         if f is None:
             allowed = self.store.indexed_fields
             if allowed is not None and node.field in allowed:
@@ -98,7 +98,7 @@ class _Compiler:
                 return (
                     ~self.zeros() if isinstance(node, Exists) and not node.value else self.zeros()
                 )
-            known = ", ".join(sorted(self.store._fields)[:20]) or "none yet"
+            known = ", ".join(sorted(self.store.fields)[:20]) or "none yet"
             raise FilterError(f"unknown field '{node.field}' in filter (known fields: {known})")
         if isinstance(node, Exists):
             present = self.bits.test(f.present_bit, self.n)
@@ -154,7 +154,7 @@ class _Compiler:
             return self.zeros()  # values the field has never seen match nothing
         if f.postings is None:
             return self.bits.test_any([f.value_bits[i] for i in ids], self.n)
-        return self.scatter(f.postings.rows_of(ids, self.store._gen))
+        return self.scatter(f.postings.rows_of(ids, self.store.generations))
 
     def keyword_all(self, f: Field, values: tuple[Scalar, ...]) -> torch.Tensor:
         ids = [f.vocab.get(v) for v in values]  # type: ignore[arg-type]
@@ -163,7 +163,7 @@ class _Compiler:
         uniq = sorted({i for i in ids if i is not None})
         if f.postings is None:
             return self.bits.test_all([f.value_bits[i] for i in uniq], self.n)
-        lists = [f.postings.rows_of([i], self.store._gen) for i in uniq]
+        lists = [f.postings.rows_of([i], self.store.generations) for i in uniq]
         total = sum(r.shape[0] for r in lists)
         if total * _SORT_VS_MASK < self.n:
             # short lists: intersect them on the host (a row appears at most once per value)

@@ -40,9 +40,9 @@ def _decode_vocab(blob: torch.Tensor, offsets: torch.Tensor) -> list[str]:
 
 def store_state(store: AttributeStore) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     cap = store.capacity
-    tensors: dict[str, torch.Tensor] = {"words": store._bits.words.cpu().contiguous()}
+    tensors: dict[str, torch.Tensor] = {"words": store.bits.words.cpu().contiguous()}
     fields_meta = []
-    for name, f in store._fields.items():
+    for name, f in store.fields.items():
         fields_meta.append(
             {
                 "name": name,
@@ -66,10 +66,10 @@ def store_state(store: AttributeStore) -> tuple[dict[str, torch.Tensor], dict[st
     meta = {
         "format": FORMAT,
         "capacity": cap,
-        "bitmap_max_values": store._bitmap_max,
-        "fields_indexed": None if store._allowed is None else sorted(store._allowed),
-        "n_bits": store._bits.n_bits,
-        "free_bits": sorted(store._bits.free),
+        "bitmap_max_values": store.bitmap_max_values,
+        "fields_indexed": None if store.indexed_fields is None else sorted(store.indexed_fields),
+        "n_bits": store.bits.n_bits,
+        "free_bits": sorted(store.bits.free),
         "fields": fields_meta,
     }
     return tensors, meta
@@ -83,12 +83,11 @@ def load_state(
 ) -> AttributeStore:
     if meta.get("format") != FORMAT:
         raise ValueError(f"attribute state has format {meta.get('format')!r}, expected {FORMAT}")
-    store = cls(device, None, meta["fields_indexed"], bitmap_max_values=meta["bitmap_max_values"])
+    dev = torch.device(device)
     cap = int(meta["capacity"])
-    store._capacity = cap
-    store._gen = np.zeros(cap, np.uint32)
-    bits = BitWords(cap, store.device)
-    bits.words = tensors["words"].to(store.device, torch.int64).clone()
+    gen = np.zeros(cap, np.uint32)
+    bits = BitWords(cap, dev)
+    bits.words = tensors["words"].to(dev, torch.int64).clone()
     if tuple(bits.words.shape) != (-(-int(meta["n_bits"]) // 64), cap):
         raise ValueError(
             f"attribute words have shape {tuple(bits.words.shape)}, "
@@ -96,12 +95,12 @@ def load_state(
         )
     bits.n_bits = int(meta["n_bits"])
     bits.free = list(meta["free_bits"])
-    store._bits = bits
+    fields = []
     for fm in meta["fields"]:
         name, kind = fm["name"], fm["kind"]
         f = Field(name, kind, int(fm["present_bit"]), int(fm["flag_bit"]))
         if kind in DTYPES:
-            f.column = tensors[f"col.{name}"].to(store.device, DTYPES[kind]).clone()
+            f.column = tensors[f"col.{name}"].to(dev, DTYPES[kind]).clone()
         if kind == "keyword":
             f.values = _decode_vocab(
                 tensors[f"vocab.{name}.bytes"], tensors[f"vocab.{name}.offsets"]
@@ -112,7 +111,13 @@ def load_state(
         if fm["storage"] == "postings":
             row_len = tensors[f"post.{name}.row_len"].cpu().numpy().astype(np.int32)
             values = tensors[f"post.{name}.values"].cpu().numpy().astype(np.int32)
-            f.postings = Postings.from_row_values(row_len, values, len(f.values), store._gen)
-        store._fields[name] = f
-        store._kinds[name] = kind
-    return store
+            f.postings = Postings.from_row_values(row_len, values, len(f.values), gen)
+        fields.append(f)
+    return cls.from_parts(
+        dev,
+        indexed_fields=meta["fields_indexed"],
+        bitmap_max_values=meta["bitmap_max_values"],
+        bits=bits,
+        generations=gen,
+        fields=fields,
+    )

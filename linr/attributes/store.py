@@ -14,6 +14,7 @@ Storage per field kind:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,48 @@ class AttributeStore:
     def indexed_fields(self) -> frozenset[str] | None:
         """The `fields` restriction (None: every field is indexed)."""
         return self._allowed
+
+    @property
+    def fields(self) -> Mapping[str, Field]:
+        """Every field's layout, by name (read-only: the mask compiler and the state codec
+        read it; only the store changes it)."""
+        return MappingProxyType(self._fields)
+
+    @property
+    def bits(self) -> BitWords:
+        """The packed per-row bits (read them; the store writes them)."""
+        return self._bits
+
+    @property
+    def generations(self) -> np.ndarray:
+        """uint32 [capacity] row generations, which posting lists check (postings.py)."""
+        return self._gen
+
+    @property
+    def bitmap_max_values(self) -> int:
+        return self._bitmap_max
+
+    @classmethod
+    def from_parts(
+        cls,
+        device: torch.device | str,
+        *,
+        indexed_fields: Sequence[str] | None,
+        bitmap_max_values: int,
+        bits: BitWords,
+        generations: np.ndarray,
+        fields: Sequence[Field],
+    ) -> AttributeStore:
+        """A store holding these fields over `bits` (capacity: its rows), as the state
+        codec (state.py) rebuilds it from a save."""
+        store = cls(device, None, indexed_fields, bitmap_max_values=bitmap_max_values)
+        store._capacity = bits.capacity
+        store._bits = bits
+        store._gen = generations
+        for f in fields:
+            store._fields[f.name] = f
+            store._kinds[f.name] = f.kind
+        return store
 
     def storage_of(self, name: str) -> str:
         """'bitmap' or 'postings' for a keyword field, else the field's kind."""

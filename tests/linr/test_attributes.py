@@ -360,7 +360,7 @@ def test_switch_to_postings_keeps_every_answer() -> None:
     first = [it if all(w in words[:8] for w in it["t"]) else {"lang": "en"} for it in items]
     store.write(torch.arange(50), store.prepare(first))
     assert store.storage_of("t") == "bitmap"
-    bits_before = store._bits.n_bits
+    bits_before = store.bits.n_bits
     store.write(torch.arange(10, 50), store.prepare(items[10:]))  # more than 8 values now
     assert store.storage_of("t") == "postings"
     expected = first[:10] + items[10:] + [None] * 10
@@ -369,9 +369,9 @@ def test_switch_to_postings_keeps_every_answer() -> None:
         assert node is not None
         assert store.mask(node, 60).tolist() == [evaluate_reference(node, a) for a in expected], f
     # the value bits went back to the free list and a new field reuses them
-    assert len(store._bits.free) == 8
+    assert len(store.bits.free) == 8
     store.write(torch.tensor([55]), store.prepare([{"other": True}]))
-    assert store._bits.n_bits == bits_before and len(store._bits.free) == 6
+    assert store.bits.n_bits == bits_before and len(store.bits.free) == 6
     assert rows(store, "other == true") == [55]
 
 
@@ -398,9 +398,9 @@ def test_postings_stay_compact_under_rewrites() -> None:
     store.grow(100)
     for i in range(60):  # every row rewritten 60 times with the same hot value
         store.write(torch.arange(100), store.prepare([{"t": ["hot", f"v{i}"]}] * 100))
-    p = store._fields["t"].postings
+    p = store.fields["t"].postings
     assert p is not None
-    hot = store._fields["t"].vocab["hot"]
+    hot = store.fields["t"].vocab["hot"]
     assert p.plen[hot] <= 2 * 100 + 100  # live entries, plus at most as many stale ones
     assert p.arena_n <= 2 * 200 + (1 << 16)
     assert rows(store, 't == "hot"') == list(range(100))

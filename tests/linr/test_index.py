@@ -250,7 +250,7 @@ def test_filtered_search_equals_search_over_matching_subset(items, flt, k, quant
     node = parse_filter(flt)
     match = np.array([evaluate_reference(node, it) for it in items])
     sub = np.nonzero(match)[0]
-    stored = index._store.gather(torch.arange(n)).numpy()
+    stored = index.stored_vectors(torch.arange(n)).numpy()
     _, ref = linr.knn(q, stored[sub], k)
     want = [[int(sub[j]) * 3 for j in row if j >= 0] for row in ref.tolist()]
     assert res.ids == want

@@ -36,7 +36,7 @@ def test_far_from_origin_equals_exact_search(rng, quant, offset):
     first = x[:100]
     index.upsert(np.arange(100), first, [{"g": i % 2} for i in range(100)])
     index.upsert(np.arange(100, n), x[100:], [{"g": i % 2} for i in range(100, n)])
-    centre = index._store.centre.numpy()
+    centre = index.l2_centre.numpy()
     np.testing.assert_allclose(centre, first.astype(np.float64).mean(0), rtol=1e-6)
     db = stored_vectors(index, n).numpy()  # what a quantized index scores against
     odd = np.arange(n) % 2 == 1
@@ -51,12 +51,12 @@ def test_far_from_origin_equals_exact_search(rng, quant, offset):
 def test_near_origin_the_centre_stays_zero(rng):
     index = linr.Index(16, "l2", device="cpu")
     index.upsert(np.arange(50), shifted(rng, 50, 16, 0.0))
-    assert not index._store.centre.any()
+    assert not index.l2_centre.any()
     # A lone first vector is its own centre (it lies 0 from itself).
     lone = linr.Index(16, "l2", device="cpu")
     v = shifted(rng, 1, 16, 0.0)
     lone.upsert([1], v)
-    assert torch.equal(lone._store.centre, torch.from_numpy(v[0]))
+    assert torch.equal(lone.l2_centre, torch.from_numpy(v[0]))
 
 
 def test_centre_is_fixed_by_the_first_write_and_saved(rng, tmp_path):
@@ -64,18 +64,18 @@ def test_centre_is_fixed_by_the_first_write_and_saved(rng, tmp_path):
     a, far = shifted(rng, 200, d, 500.0), shifted(rng, 200, d, -500.0)
     index = linr.Index(d, "l2", device="cpu")
     index.upsert(np.arange(200), a)
-    centre = index._store.centre.clone()
+    centre = index.l2_centre.clone()
     index.delete(np.arange(200))
     index.upsert(np.arange(200, 400), far)  # the centre does not follow the data
-    assert torch.equal(index._store.centre, centre)
+    assert torch.equal(index.l2_centre, centre)
     q = shifted(rng, 3, d, -500.0)
     res = index.search(q, k)
     n_rows = index.n_rows  # the new items reused the deleted items' rows
-    live = index._valid[:n_rows].numpy()
+    live = index.filter_mask(None).numpy()
     check(res, q, stored_vectors(index, n_rows).numpy(), centre.numpy(), k, live)
     index.save(tmp_path / "idx")
     loaded = linr.Index.load(tmp_path / "idx", device="cpu")
-    assert torch.equal(loaded._store.centre, centre)
+    assert torch.equal(loaded.l2_centre, centre)
     again = loaded.search(q, k)
     assert again.ids == res.ids and np.array_equal(again.scores, res.scores)
 
@@ -90,7 +90,7 @@ def test_an_index_saved_before_centres_loads_with_a_zero_centre(rng, tmp_path):
     del tensors["vec.centre"]
     save_file(tensors, str(f))
     loaded = linr.Index.load(tmp_path / "idx", device="cpu")
-    assert loaded._store.centre_fixed and not loaded._store.centre.any()
+    assert loaded._store.centre_fixed and not loaded.l2_centre.any()
     q = shifted(rng, 2, d, 0.0)
     a, b = index.search(q, 5), loaded.search(q, 5)
     assert a.ids == b.ids and np.array_equal(a.scores, b.scores)
@@ -102,7 +102,7 @@ def test_multi_embedding_far_from_origin(rng, aggregate):
     x = shifted(rng, n, d, 800.0)
     index = linr.Index(d, "l2", device="cpu", scan_bytes=8192)
     index.upsert(np.arange(n), x)
-    centre = index._store.centre.numpy()
+    centre = index.l2_centre.numpy()
     queries = [shifted(rng, m, d, 800.0) for m in (1, 3)]
     res = index.search(queries, k, aggregate=aggregate)
     for b, qm in enumerate(queries):

@@ -152,7 +152,7 @@ def test_exact_ties_by_row_across_chunks_after_reuse(rng: np.random.Generator, d
     q = rng.integers(-1, 2, size=(5, dim)).astype(np.float32)
     n_rows = idx.n_rows
     db = stored_vectors(idx, n_rows)
-    live = idx._valid[:n_rows].cpu()
+    live = idx.filter_mask(None).cpu()
     for f in (None, "g == 1", "g != 1"):
         mask = live & idx.filter_mask(f).cpu() if f else live
         for k in (1, 5, 64, 1000):

@@ -16,7 +16,7 @@ STRATEGIES = ["mask", "gather"]
 
 def reference(index, q, k, metric, mask=None):
     x = stored_vectors(index, index.n_rows)
-    live = index._valid[: index.n_rows].cpu()
+    live = index.filter_mask(None).cpu()
     mask = live if mask is None else (live & mask)
     if metric == "cosine":  # stored vectors are normalized (then quantized) on insert
         q = q / np.linalg.norm(q, axis=1, keepdims=True)

@@ -53,7 +53,7 @@ def test_l2_far_from_origin_through_kernels(dev, quant):
     db = index.stored_vectors(torch.arange(n)).double().numpy()
     # The bound of scoring centred at the data's mean: the first write's mean is the centre.
     centre = x.astype(np.float64).mean(0)
-    np.testing.assert_allclose(index._store.centre.cpu().numpy(), centre, rtol=1e-6)
+    np.testing.assert_allclose(index.l2_centre.cpu().numpy(), centre, rtol=1e-6)
     tol = centred_l2_error_bound(q, db, centre)
     for flt in (None, "c < 3"):
         full, top = exact_l2(q, db, k, index.filter_mask(flt).cpu().numpy())
