@@ -29,23 +29,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _harness import timed  # noqa: E402
+
 from linr.attributes import AttributeStore  # noqa: E402
 from linr.filters import parse_filter  # noqa: E402
 
 
-def timed(store: AttributeStore, expr: str, n: int, reps: int = 30) -> tuple[float, float, int]:
+def mask_time(store: AttributeStore, expr: str, n: int, reps: int = 30) -> tuple[float, float, int]:
     """(median ms, min ms, matches) of building the mask of `expr` over n rows."""
     node = parse_filter(expr)
-    m = store.mask(node, n)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        m = store.mask(node, n)
-        if m.is_cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    ms = np.array(times) * 1e3
-    return float(np.median(ms)), float(ms.min()), int(m.sum())
+    ms = np.array(timed(lambda: store.mask(node, n), reps, device=store.device)) * 1e3
+    return float(np.median(ms)), float(ms.min()), int(store.mask(node, n).sum())
 
 
 def part_threshold(n: int, device: str) -> None:
@@ -61,8 +55,8 @@ def part_threshold(n: int, device: str) -> None:
             for a in range(0, n, 100_000):
                 b = min(n, a + 100_000)
                 store.write(torch.arange(a, b), store.prepare(items[a:b]))
-            eq = timed(store, 'k == "v3"', n)
-            anyof = timed(store, in8, n)
+            eq = mask_time(store, 'k == "v3"', n)
+            anyof = mask_time(store, in8, n)
             print(
                 f"values {v:5d} {storage:8s}  eq {eq[0]:6.2f} ms (min {eq[1]:5.2f})  "
                 f"in[8] {anyof[0]:6.2f} ms (min {anyof[1]:5.2f})  "
@@ -114,7 +108,7 @@ def part_yfcc(n: int, device: str) -> None:
     def report(title: str) -> None:
         print(title)
         for q in queries:
-            med, low, hits = timed(store, q, n)
+            med, low, hits = mask_time(store, q, n)
             print(f"  {q:74s} {med:7.2f} ms (min {low:6.2f})  {hits:>8,d} rows")
 
     report("masks after the build:")

@@ -1,4 +1,4 @@
-"""Live ingestion from Kafka into the index (issue 3), against a local broker.
+"""Live ingestion from Kafka into the index, against a local broker.
 
     python benchmarks/bench_ingest.py                  # starts a local tansu broker
     python benchmarks/bench_ingest.py --bootstrap kafka:9092
@@ -27,8 +27,6 @@ Rows are appended to benchmarks/results/ingest.csv.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import os
 import platform
 import statistics
@@ -44,6 +42,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _harness import append_rows, pct  # noqa: E402
 
 import linr  # noqa: E402
 from ingest import Ingester, IngestSettings  # noqa: E402
@@ -215,10 +215,6 @@ def probe(
         out.append((time.perf_counter() - t) * 1000)
         halt.wait(0.1)
     p.close()
-
-
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q))
 
 
 def start_streamer(
@@ -471,24 +467,7 @@ def main() -> None:
             broker.stop()
     if args.quick:
         return
-    path = Path(args.csv)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    stamp = datetime.datetime.now().isoformat(timespec="seconds")
-    fields = ["date", "machine", "dim", "metric", "value", "unit", "spread", "baseline"]
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fields)
-        if new:
-            w.writeheader()
-        for r in rows:
-            w.writerow(
-                {
-                    "date": stamp,
-                    "machine": f"{platform.node()} {os.cpu_count()} cpus",
-                    "dim": args.dim,
-                    **r,
-                }
-            )
+    path = append_rows(args.csv, rows, dim=args.dim)
     print(f"appended {len(rows)} rows to {path}")
 
 

@@ -9,7 +9,7 @@ fit) measured in the same run. Rows are appended to benchmarks/results/scan.csv 
 name and the date.
 
     python benchmarks/bench_scan.py                 # the acceptance configurations
-    python benchmarks/bench_scan.py --sweep         # the full sweep of issue 6
+    python benchmarks/bench_scan.py --sweep         # the full sweep (BENCHMARKS.md)
     python benchmarks/bench_scan.py --n 1M,10M,max --d 128 --b 1,1024 --k 100 --sel 1,0.01
 
 Without CUDA it runs a tiny smoke configuration (torch reference, naive torch, and the
@@ -20,16 +20,15 @@ labelled "CPU smoke test, not a GPU measurement" and go to scan_smoke.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _harness import append_rows, copy_bandwidth, timed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -58,33 +57,11 @@ def floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",")]
 
 
-def timed(fn: Callable[[], object], dev: torch.device, min_reps: int, max_s: float) -> list[float]:
+def timed_ms(
+    fn: Callable[[], object], dev: torch.device, min_reps: int, max_s: float
+) -> list[float]:
     """Milliseconds per call after two warm-up calls: at least min_reps, more up to max_s."""
-    fn()
-    fn()
-    times: list[float] = []
-    t0 = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - t0 < max_s and len(times) < 100):
-        if dev.type == "cuda":
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            fn()
-            e1.record()
-            e1.synchronize()
-            times.append(e0.elapsed_time(e1))
-        else:
-            t = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t) * 1e3)
-    return times
-
-
-def copy_bandwidth(dev: torch.device, nbytes: int) -> float:
-    """Device-to-device copy rate in bytes/s, counting bytes read plus bytes written."""
-    src = torch.randint(-128, 127, (nbytes,), dtype=torch.int8, device=dev)
-    dst = torch.empty_like(src)
-    ms = statistics.median(timed(lambda: dst.copy_(src), dev, 10, 1.0))
-    return 2 * nbytes / (ms / 1e3)
+    return [t * 1e3 for t in timed(fn, min_reps, device=dev, warmup=2, max_s=max_s)]
 
 
 def matmul_rate(dev: torch.device, int8: bool) -> float:
@@ -95,12 +72,12 @@ def matmul_rate(dev: torch.device, int8: bool) -> float:
             return float("nan")
         a = torch.randint(-127, 127, (n, n), dtype=torch.int8, device=dev)
         b = torch.randint(-127, 127, (n, n), dtype=torch.int8, device=dev).T
-        ms = statistics.median(timed(lambda: torch._int_mm(a, b), dev, 5, 1.0))
+        ms = statistics.median(timed_ms(lambda: torch._int_mm(a, b), dev, 5, 1.0))
     else:
         dt = torch.float16 if dev.type == "cuda" else torch.float32
         a = torch.randn(n, n, device=dev).to(dt)
         b = torch.randn(n, n, device=dev).to(dt)
-        ms = statistics.median(timed(lambda: a @ b, dev, 5, 1.0))
+        ms = statistics.median(timed_ms(lambda: a @ b, dev, 5, 1.0))
     return 2 * n**3 / (ms / 1e3)
 
 
@@ -167,7 +144,7 @@ def run_config(ctx: dict, n: int, d: int, b: int, k: int, sel: float, form: str,
         extra_mb = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
     else:
         extra_mb = float("nan")
-    t = timed(fused, dev, ctx["min_reps"], ctx["max_s"])
+    t = timed_ms(fused, dev, ctx["min_reps"], ctx["max_s"])
     ms = statistics.median(t)
     match = float("nan")
     if dev.type == "cpu":  # smoke: the result must be the reference's (the tests say why)
@@ -189,7 +166,9 @@ def run_config(ctx: dict, n: int, d: int, b: int, k: int, sel: float, form: str,
     if ctx["codes16"] is not None and not ctx["no_naive"]:
         q16 = q.to(ctx["codes16"].dtype)
         naive_ms = statistics.median(
-            timed(lambda: naive_topk(q16, ctx["codes16"], scales, allowed, k), dev, 3, ctx["max_s"])
+            timed_ms(
+                lambda: naive_topk(q16, ctx["codes16"], scales, allowed, k), dev, 3, ctx["max_s"]
+            )
         )
     return {
         "device": ctx["device_name"],
@@ -239,7 +218,7 @@ def configs(args) -> list[tuple]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sweep", action="store_true", help="the full sweep of issue 6")
+    p.add_argument("--sweep", action="store_true", help="the full sweep (BENCHMARKS.md)")
     p.add_argument("--n", type=parse_n, default=None, help="rows, e.g. 1M,10M,max")
     p.add_argument("--d", type=ints, default=None)
     p.add_argument("--b", type=ints, default=None)
@@ -265,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         args.d, args.b = args.d or [128, 256], args.b or [1, 32, 1024]
         args.k, args.sel = args.k or [10, 100, 1000], args.sel or [1.0, 0.1, 0.01, 0.001]
         args.both_modes = True
-    else:  # the acceptance configurations of issue 6
+    else:  # the default configurations (BENCHMARKS.md)
         args.n, args.d = args.n or [10**7], args.d or [128]
         args.b, args.k = args.b or [1, 1024], args.k or [100]
         args.sel, args.both_modes = args.sel or [1.0, 0.01], True
@@ -320,13 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     out = args.csv or RESULTS / ("scan.csv" if cuda else "scan_smoke.csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
-    with out.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(results[0]))
-        if new:
-            w.writeheader()
-        w.writerows(results)
+    append_rows(out, results)
     print(f"appended {len(results)} rows to {out}")
     _summary(results)
     return 0

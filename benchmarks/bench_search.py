@@ -1,4 +1,4 @@
-"""linr's CPU search against its baselines, side by side in one run (issue 2).
+"""linr's CPU search against its baselines, side by side in one run.
 
     python benchmarks/bench_search.py                 # N=1M, D=128, 1024 queries, k=100
     python benchmarks/bench_search.py --n 100000      # quicker
@@ -12,49 +12,16 @@ ratios are what to compare across machines. Rows are appended to benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
+from _harness import append_rows, copy_bandwidth, floor_s, median_s, paired
 
 from linr import Index
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def paired(ours, base, repeats: int) -> tuple[float, float]:
-    """Medians of alternating runs, so that both sides see the same background load."""
-    ours()
-    base()
-    a, b = [], []
-    for _ in range(repeats):
-        for fn, out in ((ours, a), (base, b)):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    return statistics.median(a), statistics.median(b)
-
-
-def copy_bandwidth() -> float:
-    """Bytes/s of a large memory copy (read + write counted as bytes read)."""
-    a = np.ones(1 << 27, np.uint8)  # 128 MiB
-    b = np.empty_like(a)
-    t = median_time(lambda: np.copyto(b, a), 5)
-    return a.nbytes / t
 
 
 def naive_torch(q: torch.Tensor, x: torch.Tensor, k: int, mask: torch.Tensor | None):
@@ -117,12 +84,12 @@ def main() -> None:
     print(f"build fp32 index: {time.perf_counter() - t:.1f} s")
     flat = faiss.IndexFlatIP(d)
     flat.add(x)
-    floor = n * d * 4 / bw
+    floor = floor_s(n * d * 4, bw)
 
     ours, base = paired(lambda: index.search(q, k), lambda: flat.search(q, k), args.repeats)
     report("fp32 unfiltered", ours, "faiss IndexFlatIP", base, floor)
     qt, xt = torch.from_numpy(q), torch.from_numpy(x)
-    naive = median_time(lambda: naive_torch(qt, xt, k, None), 1)
+    naive = median_s(lambda: naive_torch(qt, xt, k, None), 1)
     report("fp32 unfiltered", ours, "naive torch mm+topk", naive, floor)
 
     for pct, limit in ((1, 10), (10, 100), (50, 500)):
@@ -155,35 +122,16 @@ def main() -> None:
         f" x N x D bytes (budget 1.15), id map {mem['ids'] / n:.1f} bytes/item"
     )
     assert mem["vectors"] <= budget
-    ours = median_time(lambda: q8.search(q, k), args.repeats)
+    ours = median_s(lambda: q8.search(q, k), args.repeats)
     report(
         "int8 unfiltered",
         ours,
         "faiss IndexFlatIP fp32",
         statistics.median([r["baseline_s"] for r in rows if r["case"] == "fp32 unfiltered"][:1]),
-        n * d / bw,
+        floor_s(n * d, bw),
     )
 
-    path = Path(args.csv)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, ["date", "machine", "n", "d", "b", "k", *rows[0].keys()])
-        if new:
-            w.writeheader()
-        stamp = datetime.datetime.now().isoformat(timespec="seconds")
-        for r in rows:
-            w.writerow(
-                {
-                    "date": stamp,
-                    "machine": f"{platform.node()} {threads} threads",
-                    "n": n,
-                    "d": d,
-                    "b": b,
-                    "k": k,
-                    **r,
-                }
-            )
+    append_rows(args.csv, rows, n=n, d=d, b=b, k=k)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import socket
 import sys
 import time
 from datetime import datetime, timezone
@@ -35,6 +34,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _harness import pct  # noqa: E402
+
+from linr.testing.broker import free_port  # noqa: E402
 
 _SEED = 1234
 _QUERY_POOL = 512  # distinct request bodies, prebuilt so the client does no JSON work
@@ -62,12 +65,6 @@ def _serve(port: int, n: int, dim: int, settings: dict[str, Any], threads: int) 
     index.upsert(np.arange(n), x)
     app = create_app(Settings(dim=dim, **settings), index=index)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _request(
@@ -172,7 +169,7 @@ def _metric(text: str, name: str) -> float:
 def run_config(
     name: str, settings: dict[str, Any], args: argparse.Namespace, x: np.ndarray, q: np.ndarray
 ) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     ctx = mp.get_context("spawn")
     proc = ctx.Process(target=_serve, args=(port, args.n, args.dim, settings, args.threads))
     proc.start()
@@ -191,8 +188,8 @@ def run_config(
     return {
         "config": name,
         "rps": n / args.seconds,
-        "p50_ms": float(np.percentile(ms, 50)) if n else float("nan"),
-        "p99_ms": float(np.percentile(ms, 99)) if n else float("nan"),
+        "p50_ms": pct(ms, 50),
+        "p99_ms": pct(ms, 99),
         "errors": errors,
         "queries_per_scan": queries / scans if scans else float("nan"),
     }

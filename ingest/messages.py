@@ -1,4 +1,4 @@
-"""Decoding Kafka records into index operations, following the contract's message format.
+"""Decoding Kafka records into index operations, in the message format of docs/ingest.md.
 
     key:   the item id as UTF-8 text (integers in decimal)
     value: {"op": "upsert", "id": ..., "vector": [D floats] | "vector_b64": "...",

@@ -21,7 +21,8 @@ Id = int | str
 
 
 class ApiError(Exception):
-    """A 4xx/5xx answer: `status` (HTTP), `code` and `message` (the contract's error body)."""
+    """A 4xx/5xx answer: `status` (HTTP), `code` and `message` (the error body of
+    docs/service.md)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{status} {code}: {message}")

@@ -1,4 +1,4 @@
-"""Similarity metrics. Higher is better for every metric (contract: Scores and results)."""
+"""Similarity metrics. Higher is better for every metric (docs/service.md gives each score)."""
 
 from __future__ import annotations
 

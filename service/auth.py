@@ -1,4 +1,4 @@
-"""Optional bearer-token auth on every /v1 path (contract: HTTP). Checked first, before the
+"""Optional bearer-token auth on every /v1 path (docs/service.md). Checked first, before the
 body is read, so an unauthenticated client learns nothing about its request but "401"."""
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ log = logging.getLogger("linr.service")
 class Query:
     vectors: np.ndarray  # [D] one vector, or [m, D] with `aggregate`
     k: int
-    filter: Any  # None, str or dict (contract syntax), validated before queueing
+    filter: Any  # None, str or dict (docs/filters.md), validated before queueing
     filter_key: str  # canonical text of `filter`: equal keys share one scan
     aggregate: str | None = None
     include_attributes: bool = False

@@ -1,4 +1,4 @@
-"""Every error leaves as `{"error": {"code": ..., "message": ...}}` (contract: HTTP).
+"""Every error leaves as `{"error": {"code": ..., "message": ...}}` (docs/service.md).
 
 Bad input is a 4xx naming what is wrong; only a bug in linr itself may give a 500.
 """

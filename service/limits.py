@@ -21,7 +21,7 @@ async def send_error(
     message: str,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """Answer with the contract's error body from plain ASGI middleware."""
+    """Answer with the error body of docs/service.md from plain ASGI middleware."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     await send(
         {

@@ -1,4 +1,4 @@
-"""Request and response bodies (contract: HTTP). Static limits live here; limits that depend
+"""Request and response bodies (docs/service.md). Static limits live here; limits that depend
 on the index (the dimension) or on settings are checked by `service.validate` before any work.
 """
 
@@ -21,7 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from linr.limits import MAX_BATCH_QUERIES, MAX_BULK_ITEMS, MAX_DIM, MAX_K
 
-# JSON accepts `NaN` and `Infinity` literals; the contract forbids them in vectors and values.
+# JSON accepts `NaN` and `Infinity` literals; docs/service.md forbids them in vectors and values.
 Finite = Annotated[float, Strict(), AllowInfNan(False)]
 Vector = Annotated[list[Finite], Field(min_length=1, max_length=MAX_DIM)]
 _INT63 = 2**63 - 1
@@ -39,7 +39,7 @@ AttrValue = (
     | Annotated[int, Strict()]
     | Finite
 )
-# null means absent, as in the contract's JSON Lines attributes.
+# null means absent, as in the JSON Lines attributes of docs/cli.md.
 Attributes = Annotated[
     dict[FieldName, AttrValue | None], Field(json_schema_extra={"additionalProperties": False})
 ]
@@ -75,7 +75,7 @@ class SearchRequest(_Body):
         }
     )
 
-    # null is accepted as "left out", but not advertised: the oneOf above is the contract.
+    # null is accepted as "left out", but not advertised: the oneOf above is the documented shape.
     vector: Vector | SkipJsonSchema[None] = Field(
         default=None, description="One query vector of the index's D."
     )
@@ -87,7 +87,9 @@ class SearchRequest(_Body):
     )
     k: K = 10
     filter: Filter | None = Field(
-        default=None, description="Contract filter, JSON or string form.", examples=['lang == "en"']
+        default=None,
+        description="Filter (docs/filters.md), JSON or string form.",
+        examples=['lang == "en"'],
     )
     include_attributes: Annotated[bool, Strict()] = False
 

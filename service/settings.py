@@ -29,7 +29,7 @@ class Settings(BaseSettings):
         default="auto", description="auto: CUDA when present."
     )
     schema_file: Path | None = Field(
-        default=None, description="JSON schema file for a new empty index (see contract: Items)."
+        default=None, description="JSON schema file for a new empty index (docs/service.md)."
     )
 
     host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0: all).")

@@ -5,7 +5,7 @@ Each subcommand lives in `linr/cli/<name>.py`, which exposes
 being run is imported, so `linr build` never loads the service stack and a missing optional
 extra only breaks the command that needs it.
 
-Exit status (contract): 0 success; 2 bad usage or bad input, with one line on stderr;
+Exit status (docs/cli.md): 0 success; 2 bad usage or bad input, with one line on stderr;
 1 anything else.
 """
 

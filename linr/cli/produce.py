@@ -4,7 +4,7 @@
     linr produce items.fbin --attributes attrs.jsonl --bootstrap kafka:9092 \
         --topic linr-items --rate 5000
 
-Each item becomes one message in the contract's format, keyed by its id: vectors as
+Each item becomes one message in the format of docs/ingest.md, keyed by its id: vectors as
 `vector_b64` (or `--format json` for JSON lists). `--delete-fraction F` follows a random
 fraction F of the items with a tombstone for them (for tests and demos); `--deletes-out`
 writes which ids those were.

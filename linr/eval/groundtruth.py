@@ -84,7 +84,7 @@ def compute_ground_truth(
 
     queries: float32 [Q, D]; query_fids: int [Q] filter numbers in `masks`.
     Returns (rows int64 [Q, k] padded -1, scores float64 [Q, k] padded -inf), ordered by
-    score desc then row asc: the contract's order, so ties resolve as the index resolves them.
+    score desc then row asc: linr's result order, so ties resolve as the index resolves them.
     `progress(n)` is called with the number of base rows done after each chunk."""
     nq = queries.shape[0]
     best_s = torch.full((nq, k), -torch.inf, dtype=dtype)

@@ -85,7 +85,7 @@ FIELD_NODES = (Eq, In, All, Range, Exists)
 
 
 def filter_to_json(node: FilterNode) -> dict[str, Any]:
-    """The canonical JSON form of a filter (the contract's); `parse_filter` reads it back."""
+    """The canonical JSON form of a filter (docs/filters.md); `parse_filter` reads it back."""
     if isinstance(node, Eq):
         return {"field": node.field, "eq": node.value}
     if isinstance(node, In):

@@ -45,7 +45,7 @@ def _in_range(x: Any, node: Range) -> bool:
 
 
 def evaluate_reference(node: FilterNode, attributes: Mapping[str, Any] | None) -> bool:
-    """Whether an item with these attributes matches the filter (contract semantics).
+    """Whether an item with these attributes matches the filter (docs/filters.md).
 
     An absent field (missing key or null value) satisfies no eq, in, all, range or
     exists: true; `not` turns any of these around.

@@ -128,7 +128,7 @@ def list_column_to_array(col: Any, path: str, first_row: int) -> np.ndarray:
 
 
 def hdf5_metric(path: str) -> str | None:
-    """The contract metric named by an ann-benchmarks file's `distance` attribute, if any."""
+    """The linr metric named by an ann-benchmarks file's `distance` attribute, if any."""
     import h5py
 
     file_path, _ = split_dataset(path)

@@ -1,7 +1,7 @@
 """Merging candidate lists into top-k, ordered by (score desc, position asc).
 
 The fused scan writes a few candidates per lane group; these functions turn candidate
-lists into the final top-k. Ties must go to the lowest position (the contract orders equal
+lists into the final top-k. Ties must go to the lowest position (every linr search orders equal
 scores by ascending row), which `torch.topk` does not promise. So each (score, position)
 pair is packed into one int64 key whose integer order is exactly that order, and the keys
 are selected with `torch.topk` (a radix select on CUDA) or sorted. The packing is exact:

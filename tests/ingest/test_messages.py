@@ -1,4 +1,4 @@
-"""Message decoding: the contract's format, and a clear reason for every bad message."""
+"""Message decoding: the format of docs/ingest.md, and a clear reason for every bad message."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def test_every_operator(text: str, expected: object) -> None:
     assert js(text) == canon(expected)
 
 
-def test_contract_example() -> None:
+def test_documented_example() -> None:
     text = 'lang == "en" and (tags in ["ml", "gpu"] or not ts >= 1700000000)'
     assert js(text) == canon(
         {

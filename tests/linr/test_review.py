@@ -1,8 +1,8 @@
-"""Adversarial checks of the core index against the contract: a model-based random walk of
-writes (duplicates in a batch, versions, deletes, row reuse, save/load) compared with the
-exact reference, tie order under every backend and strategy across many small chunks,
-absent-field semantics of the negated operators, atomicity under threads, and the
-`import linr` dependency footprint."""
+"""Adversarial checks of the core index against its documented behaviour (README.md,
+docs/filters.md): a model-based random walk of writes (duplicates in a batch, versions,
+deletes, row reuse, save/load) compared with the exact reference, tie order under every
+backend and strategy across many small chunks, absent-field semantics of the negated
+operators, atomicity under threads, and the `import linr` dependency footprint."""
 
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ def test_exact_ties_by_row_across_chunks_after_reuse(rng: np.random.Generator, d
 
 
 def test_negated_operators_on_absent_fields() -> None:
-    """Contract: `a != v` is `not (a == v)`, so items without the field satisfy `!=` and
+    """docs/filters.md: `a != v` is `not (a == v)`, so items without the field satisfy `!=` and
     `not in`; absent fields satisfy no eq/in/all/range/exists. Fields declared in `fields`
     but never seen are absent everywhere (not an error)."""
     idx = linr.Index(2, device="cpu", fields=["lang", "n", "tags", "b", "ts"])

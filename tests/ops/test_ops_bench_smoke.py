@@ -11,7 +11,8 @@ pytest.importorskip("triton")
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_scan.py"
 
 
-def test_bench_scan_smoke(tmp_path, capsys):
+def test_bench_scan_smoke(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH.parent))  # its shared harness, benchmarks/_harness.py
     spec = importlib.util.spec_from_file_location("bench_scan", BENCH)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

@@ -72,7 +72,7 @@ def assert_hits(results: list[dict[str, Any]], ids: list[Any], scores: np.ndarra
 
 
 def same_attributes(got: dict[str, Any], want: dict[str, Any]) -> bool:
-    """Attributes equal as the contract means them: a keyword list is a set of values."""
+    """Attributes equal as docs/service.md defines them: a keyword list is a set of values."""
 
     def norm(a: dict[str, Any]) -> dict[str, Any]:
         return {k: sorted(v) if isinstance(v, list) else v for k, v in a.items()}
@@ -123,7 +123,7 @@ def live_server(index: Any = None, **settings: Any) -> Iterator[LiveServer]:
 
 
 def error_of(r: httpx.Response, status: int) -> dict[str, str]:
-    """The contract's error body of a response that must have this status."""
+    """The error body (docs/service.md) of a response that must have this status."""
     assert r.status_code == status, (r.status_code, r.text)
     body = r.json()
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body

@@ -1,4 +1,5 @@
-"""Every documented error: a 4xx with the contract's body, naming what is wrong; never a 5xx."""
+"""Every documented error: a 4xx with the error body of docs/service.md, naming what is
+wrong; never a 5xx."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Fuzzing the OpenAPI spec with schemathesis against a real server: schema-valid and
 schema-violating requests to every operation, at least 1,000 in all, and not one 5xx.
-Every 4xx must carry the contract's error body."""
+Every 4xx must carry the error body of docs/service.md."""
 
 from __future__ import annotations
 
