@@ -566,7 +566,7 @@ class Index:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto") -> Index:
-        from safetensors.torch import load_file
+        from linr.saved import read_tensors
 
         path = Path(path)
         manifest = read_manifest(path)
@@ -579,7 +579,7 @@ class Index:
             capacity=max(manifest["capacity"], 1),
             id_kind=manifest["id_kind"],
         )
-        tensors = load_file(str(path / "tensors.safetensors"))
+        tensors = read_tensors(path, manifest)  # checked against the manifest
         n = manifest["n_rows"]
         idx._store.load_state({k[4:]: v for k, v in tensors.items() if k.startswith("vec.")})
         idx._valid[:n] = tensors["valid"].to(idx.device)
