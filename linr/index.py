@@ -655,13 +655,13 @@ class Index:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto") -> Index:
-        from safetensors.torch import load_file
+        from linr.saved import read_tensors
 
         path = Path(path)
         manifest = read_manifest(path)
         dev = resolve_device(device)
         capacity = max(manifest["capacity"], 1)
-        tensors = load_file(str(path / "tensors.safetensors"))
+        tensors = read_tensors(path, manifest)  # checked against the manifest
         n = manifest["n_rows"]
         store = VectorStore(
             manifest["dim"], manifest["quantization"], dev, capacity, manifest["metric"] == "l2"

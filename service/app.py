@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from linr import Index
+from linr.limits import MAX_DIM
 from service.auth import BearerAuthMiddleware
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
@@ -44,6 +45,53 @@ def _integer_bounds(node: Any) -> Any:
             if isinstance(v, float) and v.is_integer():
                 out[key] = min(int(v), 2**63 - 1)
     return out
+
+
+def _vector_dim(node: Any, dim: int) -> Any:
+    """Vectors (arrays of numbers, up to MAX_DIM of them) have exactly the index's D values."""
+    if isinstance(node, list):
+        return [_vector_dim(x, dim) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _vector_dim(v, dim) for k, v in node.items()}
+    items = out.get("items")
+    numbers = isinstance(items, dict) and items.get("type") == "number"
+    if out.get("type") == "array" and numbers and out.get("maxItems") == MAX_DIM:
+        out["minItems"] = out["maxItems"] = dim
+    return out
+
+
+def _id_kind(schema: dict[str, Any], kind: str) -> dict[str, Any]:
+    """Ids of the kind the index uses (fixed by its first item): in paths and in bulk items."""
+    int_id = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+    str_id = {"type": "string", "minLength": 1, "maxLength": 256}
+    for ops in schema["paths"].values():
+        for op in ops.values():
+            for param in op.get("parameters", []):
+                if param.get("in") == "path" and param.get("name") == "item_id":
+                    keep = {
+                        k: v for k, v in param["schema"].items() if k in ("title", "description")
+                    }
+                    param["schema"] = {**(int_id if kind == "int" else str_id), **keep}
+    item = schema.get("components", {}).get("schemas", {}).get("BulkItem", {})
+    if "id" in item.get("properties", {}):
+        item["properties"]["id"] = {**(int_id if kind == "int" else str_id), "title": "Id"}
+    return schema
+
+
+def _settings_limits(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Limits set by settings, where the schema can state them (the cost limits it cannot)."""
+    comps = schema.get("components", {}).get("schemas", {})
+    props = comps.get("SearchRequest", {}).get("properties", {})
+    if "vectors" in props:
+        props["vectors"]["maxItems"] = settings.max_vectors_per_query
+    for branch in props.get("filter", {}).get("anyOf", []):
+        if branch.get("type") == "string":
+            branch["maxLength"] = settings.max_filter_chars
+    items = comps.get("BulkRequest", {}).get("properties", {}).get("items")
+    if items is not None:
+        items["maxItems"] = settings.max_items_per_request
+    return schema
 
 
 def create_app(settings: Settings | None = None, *, index: Index | None = None) -> FastAPI:
@@ -90,6 +138,14 @@ def create_app(settings: Settings | None = None, *, index: Index | None = None) 
                     title=app.title, version=app.version, summary=app.summary, routes=app.routes
                 )
             )
+            schema = _settings_limits(schema, settings)
+            # The dimension, once known (a loaded index, or --dim for a new one).
+            dim = state.index.dim if state.index is not None else settings.dim
+            if dim is not None:
+                schema = _vector_dim(schema, dim)
+            kind = state.index.id_kind if state.index is not None else None
+            if kind is not None:
+                schema = _id_kind(schema, kind)
             if settings.api_key is not None:
                 comps = schema.setdefault("components", {})
                 comps.setdefault("securitySchemes", {})["bearer"] = {
@@ -100,6 +156,8 @@ def create_app(settings: Settings | None = None, *, index: Index | None = None) 
                     if path.startswith("/v1/"):
                         for op in ops.values():
                             op["security"] = [{"bearer": []}]
+            if dim is None or kind is None:  # cache once the dimension and id kind are known
+                return schema
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -13,7 +13,7 @@ from service.limits import send_error
 class BearerAuthMiddleware:
     def __init__(self, app: ASGIApp, api_key: str, prefix: str = "/v1") -> None:
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._expected = api_key.encode()
         self._prefix = prefix
 
     def _protected(self, path: str) -> bool:
@@ -26,8 +26,13 @@ class BearerAuthMiddleware:
                 if name == b"authorization":
                     given = value
                     break
-            # compare_digest: the time taken does not depend on where the strings differ.
-            if not hmac.compare_digest(given, self._expected):
+            # The scheme is case-insensitive (RFC 7235: "bearer", "BEARER"), then one or more
+            # spaces. compare_digest: the time taken does not depend on where keys differ.
+            scheme, _, token = given.partition(b" ")
+            ok = scheme.lower() == b"bearer" and hmac.compare_digest(
+                token.lstrip(b" "), self._expected
+            )
+            if not ok:
                 reason = "missing Authorization header" if not given else "wrong bearer token"
                 await send_error(
                     send,

@@ -1,12 +1,13 @@
 """Micro-batching: concurrent searches share one scan, and one worker thread drives the index.
 
 Requests enqueue jobs and await a future. The worker takes the oldest search once it has waited
-`window_s` (or as soon as `max_queries` are queued), together with every search queued behind
+`window_s` (or as soon as `max_queries` are queued), together with the searches queued behind
 it, groups their queries by (aggregate, filter) and runs one `index.search` per group, the
-largest k of a group trimmed per query. So a request waits at most the window plus the scan
-in progress plus its own scan. Writes from HTTP run on the same worker, in arrival order:
-searches queued beside a write are concurrent with it, so answering them either side of it
-is linearizable, and batches are never split by writes.
+largest k of a group trimmed per query. A request larger than one slice of scan time is cut
+into slices taken round-robin with the other requests (service/schedule.py). So a request
+waits at most the window plus the slice in progress plus its own scan. Writes from HTTP run
+on the same worker, in arrival order: searches queued beside a write are concurrent with it,
+so answering them either side of it is linearizable, and batches are never split by writes.
 
 Each `index.search` is atomic to writes, and the attributes of its hits are read just after
 it (`index.attributes`, without decoding vectors); the ingester's thread may write between
@@ -21,7 +22,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +30,17 @@ import numpy as np
 
 from linr import Index
 from service.errors import ApiError
+from service.memory import release_freed_memory
+from service.schedule import FairQueue, SliceClock, split, units
 
 log = logging.getLogger("linr.service")
+
+# No slice above this many units (16 queries at k = 1000), whatever the clock says: bounds
+# the wait behind one slice while the clock is still learning a fast index.
+_MAX_SLICE_UNITS = 16 * 1064
+# Once idle after scanning this many units (64 queries at k = 1000), hand freed heap memory
+# back to the OS: a large request left RSS 200 MB above its start (service/memory.py).
+_RELEASE_UNITS = 64 * 1064
 
 
 @dataclass(slots=True)
@@ -42,6 +51,11 @@ class Query:
     filter_key: str  # canonical text of `filter`: equal keys share one scan
     aggregate: str | None = None
     include_attributes: bool = False
+
+    @property
+    def units(self) -> int:
+        """Estimated scan work, in service.schedule's units."""
+        return units(1 if self.vectors.ndim == 1 else int(self.vectors.shape[0]), self.k)
 
 
 @dataclass(slots=True)
@@ -100,15 +114,16 @@ class Batcher:
         max_queries: int,
         max_queue: int,
         on_batch: Callable[[int, float], None] | None = None,
+        slice_s: float = 0.01,
     ) -> None:
         self.index = index
         self.window_s = window_s
         self.max_queries = max_queries
         self.max_queue = max_queue
         self._on_batch = on_batch
-        self._pending: deque[_SearchJob | _CallJob] = deque()
-        self._searches = 0  # search jobs in _pending
-        self._queued_queries = 0  # queries in those jobs
+        self._queue: FairQueue[_CallJob, _SearchJob] = FairQueue()
+        self.clock = SliceClock(slice_s)
+        self._since_release = 0  # units scanned since memory was last released
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="linr-search-worker", daemon=True)
@@ -116,26 +131,47 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        return len(self._pending)
+        return len(self._queue)
 
     async def search(self, queries: list[Query]) -> list[Hits]:
         loop = asyncio.get_running_loop()
-        job = _SearchJob(queries, loop.create_future(), loop)
+        costs = [q.units for q in queries]
+        parts = split(costs, min(self.clock.budget, _MAX_SLICE_UNITS))
+        t0 = time.monotonic()
+        jobs = [
+            _SearchJob(queries[r.start : r.stop], loop.create_future(), loop, t0) for r in parts
+        ]
+        sizes = [(len(r), sum(costs[i] for i in r)) for r in parts]
+        last = jobs[-1].future
         with self._cond:
             if self._stopping:
                 raise ApiError(503, "shutting_down", "the service is shutting down")
-            if self._searches >= self.max_queue:
+            if self._queue.requests >= self.max_queue:
                 raise ApiError(
                     429,
                     "overloaded",
                     f"search queue is full ({self.max_queue} requests pending); retry later",
                     {"Retry-After": "1"},
                 )
-            self._pending.append(job)
-            self._searches += 1
-            self._queued_queries += len(queries)
+            self._queue.push_search(jobs, sizes, last.cancelled)
             self._cond.notify()
-        return await job.future
+        if len(jobs) == 1:
+            return await jobs[0].future
+
+        async def answer(job: _SearchJob, start: int) -> list[Hits]:
+            try:
+                return await job.future
+            except QueryError as e:  # its position in the slice -> in the request
+                raise QueryError(start + e.position, e.error) from None
+
+        try:
+            answers = await asyncio.gather(
+                *(answer(j, r.start) for j, r in zip(jobs, parts, strict=True))
+            )
+        finally:
+            for j in jobs:  # the worker drops the rest of a failed or abandoned request
+                j.future.cancel()
+        return [h for part in answers for h in part]
 
     async def call(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on the worker, in order with the other writes (not bounded by max_queue:
@@ -145,7 +181,7 @@ class Batcher:
         with self._cond:
             if self._stopping:
                 raise ApiError(503, "shutting_down", "the service is shutting down")
-            self._pending.append(job)
+            self._queue.push_write(job)
             self._cond.notify()
         return await job.future
 
@@ -160,40 +196,21 @@ class Batcher:
 
     def _take(self) -> _CallJob | list[_SearchJob] | None:
         with self._cond:
-            while not self._pending and not self._stopping:
+            while not len(self._queue) and not self._stopping:
                 self._cond.wait()
-            if not self._pending:
+            head = self._queue.head()
+            if head is None:
                 return None
-            head = self._pending[0]
             if isinstance(head, _CallJob):
-                self._pending.popleft()
-                return head
+                return self._queue.pop_write()
             deadline = head.t0 + self.window_s
-            while not self._stopping and self._queued_queries < self.max_queries:
+            while not self._stopping and self._queue.queries < self.max_queries:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            # Take searches from the front, past any writes, up to max_queries (at least one).
-            batch: list[_SearchJob] = []
-            kept: deque[_SearchJob | _CallJob] = deque()
-            n = 0
-            while self._pending:
-                job = self._pending.popleft()
-                if isinstance(job, _SearchJob) and (
-                    not batch or n + len(job.queries) <= self.max_queries
-                ):
-                    batch.append(job)
-                    n += len(job.queries)
-                else:
-                    kept.append(job)
-                    if isinstance(job, _SearchJob):
-                        break
-            kept.extend(self._pending)
-            self._pending = kept
-            self._searches -= len(batch)
-            self._queued_queries -= n
-            return batch
+            # Searches from the front, past any writes, up to max_queries (at least one).
+            return self._queue.take_searches(self.max_queries, self.clock.budget)
 
     def _run(self) -> None:
         while True:
@@ -206,8 +223,15 @@ class Batcher:
                 except BaseException as e:  # noqa: BLE001 - handed to the awaiting request
                     result, exc = None, e
                 _post(work, result, exc)
-            else:
+            elif work:  # empty when the requests taken had all been abandoned
+                n_units = sum(q.units for job in work for q in job.queries)
+                t = time.perf_counter()
                 self._run_searches(work)
+                self.clock.observe(n_units, time.perf_counter() - t)
+                self._since_release += n_units
+            if self._since_release >= _RELEASE_UNITS and not len(self._queue):
+                self._since_release = 0  # idle after a large request: a good time
+                release_freed_memory()
 
     def _run_searches(self, jobs: list[_SearchJob]) -> None:
         flat = [(j, qi, q) for j, job in enumerate(jobs) for qi, q in enumerate(job.queries)]

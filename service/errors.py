@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -90,6 +91,22 @@ def describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, "invalid_request", "; ".join(parts) + more
 
 
+def _routes(routes: list[Any]) -> Iterator[Any]:
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # how FastAPI holds included routers
+        yield from _routes(inner.routes) if inner is not None else (route,)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method of every route whose path matches the request's (RFC 9110: Allow)."""
+    methods: set[str] = set()
+    for route in _routes(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.scope["path"]):
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -102,8 +119,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        code = getattr(exc, "code", None) or _HTTP_CODES.get(exc.status_code, "http_error")
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:  # the router names only the first route of the path
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return error_response(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)

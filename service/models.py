@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AllowInfNan,
     BaseModel,
     BeforeValidator,
@@ -23,11 +24,39 @@ from linr.limits import MAX_BATCH_QUERIES, MAX_BULK_ITEMS, MAX_DIM, MAX_K
 
 # JSON accepts `NaN` and `Infinity` literals; docs/service.md forbids them in vectors and values.
 Finite = Annotated[float, Strict(), AllowInfNan(False)]
-Vector = Annotated[list[Finite], Field(min_length=1, max_length=MAX_DIM)]
+# Vectors are stored as float32: the schema states its range (the dimension is put in by
+# service.app once the index is known).
+_F32_MAX = 3.4028234663852886e38
+
+
+def _fits_float32(v: float) -> float:
+    if abs(v) > _F32_MAX:
+        raise ValueError(f"{v!r} does not fit in float32")
+    return v
+
+
+VectorValue = Annotated[
+    Finite,
+    AfterValidator(_fits_float32),
+    Field(json_schema_extra={"minimum": -_F32_MAX, "maximum": _F32_MAX}),
+]
+Vector = Annotated[list[VectorValue], Field(min_length=1, max_length=MAX_DIM)]
 _INT63 = 2**63 - 1
 # The schema states the bound exactly (pydantic would print it as a rounded float).
 _INT63_SCHEMA = WithJsonSchema({"type": "integer", "minimum": 0, "maximum": _INT63})
-IntId = Annotated[int, Strict(), Field(ge=0, le=_INT63), _INT63_SCHEMA]
+
+
+def _exact_integral(v: Any) -> Any:
+    # 451.0 is the integer 451 in JSON (and JSON Schema); above 2^53 a float may already
+    # have lost digits of the id or version it stood for, so it stays a float (refused).
+    if isinstance(v, float) and v.is_integer() and abs(v) <= 2**53:
+        return int(v)
+    return v
+
+
+IntId = Annotated[
+    int, Strict(), Field(ge=0, le=_INT63), _INT63_SCHEMA, BeforeValidator(_exact_integral)
+]
 # 1 to 256 UTF-8 bytes: at most 256 characters here, the byte count in `validate.check_id`.
 StrId = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=256)]
 ItemId = IntId | StrId
@@ -53,7 +82,9 @@ def _integral(v: Any) -> Any:
 
 
 K = Annotated[int, Strict(), Field(ge=1, le=MAX_K), BeforeValidator(_integral)]
-Version = Annotated[int, Strict(), Field(ge=0, le=_INT63), _INT63_SCHEMA]
+Version = Annotated[
+    int, Strict(), Field(ge=0, le=_INT63), _INT63_SCHEMA, BeforeValidator(_exact_integral)
+]
 
 
 class _Body(BaseModel):
@@ -92,6 +123,16 @@ class SearchRequest(_Body):
         examples=['lang == "en"'],
     )
     include_attributes: Annotated[bool, Strict()] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        # As the schema says: these are left out, not null.
+        if isinstance(data, dict):
+            for key in ("vector", "vectors", "aggregate"):
+                if key in data and data[key] is None:
+                    raise ValueError(f"'{key}' is null; leave it out instead")
+        return data
 
     @model_validator(mode="after")
     def _one_query_form(self) -> SearchRequest:

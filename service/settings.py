@@ -78,6 +78,21 @@ class Settings(BaseSettings):
     max_items_per_request: int = Field(
         default=1024, ge=1, le=MAX_BULK_ITEMS, description="Items of one bulk upsert."
     )
+    # What one search request may cost (service/cost.py). At both defaults, 256 queries of 4
+    # vectors at k = 1000 are admitted: ~2 s of scan and ~1 s of JSON over 20,000 x 64 items
+    # on the 2-core dev machine, answered in slices so small searches pass between them.
+    max_search_cost: int = Field(
+        default=1 << 20, ge=1, description="Sum of vectors x k over a request's queries."
+    )
+    max_response_bytes: int = Field(
+        default=16 << 20, ge=1024, description="Estimated answer size of a search request."
+    )
+    search_slice_ms: float = Field(
+        default=10.0,
+        gt=0,
+        le=10_000,
+        description="Scan time a large request gets before queued searches get a turn.",
+    )
 
     @field_validator("partitions", mode="before")
     @classmethod

@@ -92,6 +92,7 @@ class AppState:
                 max_queries=self.settings.max_batch_queries,
                 max_queue=self.settings.max_queue,
                 on_batch=self.metrics.observe_batch,
+                slice_s=self.settings.search_slice_ms / 1000.0,
             )
             if self._closed.is_set():
                 batcher.stop()

@@ -103,10 +103,13 @@ def parse_path_id(raw: str, id_kind: str | None) -> int | str:
     items yet has no kind: then all-digit text is an integer id."""
     as_int = raw.isascii() and raw.isdigit()
     if id_kind == "int" or (id_kind is None and as_int):
-        if not as_int or int(raw) >= 2**63:
+        # Length first: int() of over 4,300 digits raises (Python's int-string limit).
+        digits = raw.lstrip("0") or "0"
+        if not as_int or len(digits) > 19 or int(digits) >= 2**63:
+            shown = raw[:80] + ("..." if len(raw) > 80 else "")
             raise invalid(
-                f"path id {raw[:80]!r} is not an integer id in [0, 2^63); "
-                f"this index uses integer ids"
+                f"path id {shown!r} ({len(raw)} characters) is not an integer id in "
+                "[0, 2^63); this index uses integer ids"
             )
-        return int(raw)
+        return int(digits)
     return check_id(raw, "path id")

@@ -22,6 +22,7 @@ import numpy as np
 from linr.cli.main import UsageError, env_default, positive_int
 from linr.errors import FilterError, InvalidInput
 from linr.limits import MAX_K
+from linr.filters import MAX_DEPTH
 
 # Queries per Index.search call: the scan's memory is bounded by the index, not by B, and
 # 1024 keeps per-call overhead negligible.
@@ -155,6 +156,8 @@ def _cli_filter(text: str) -> Any:
             value = json.loads(text)
         except ValueError as e:
             raise FilterError(f"--filter: invalid JSON: {e}") from None
+        except RecursionError:  # json.loads recurses once per level of nesting
+            raise FilterError(f"--filter: nested deeper than {MAX_DEPTH} levels") from None
         return value or None
     return text if text.strip() else None
 

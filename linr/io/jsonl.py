@@ -6,6 +6,7 @@ Every problem is an InvalidInput naming the file and the 1-based line number.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,11 @@ def iter_json_lines(path: PathLike) -> Iterator[tuple[int, Any]]:
                 yield lineno, json.loads(raw)
             except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
                 raise InvalidInput(f"{path} line {lineno}: invalid JSON: {e}") from None
+            except RecursionError:  # json.loads recurses once per level of nesting
+                raise InvalidInput(
+                    f"{path} line {lineno}: JSON nested too deeply to read "
+                    f"(over {sys.getrecursionlimit()} levels)"
+                ) from None
 
 
 def iter_attributes_jsonl(path: PathLike) -> Iterator[dict[str, Any] | None]:

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
+from service.body import JsonRoute
 from service.deps import StateDep, floats, index_error, json_response, py_id
 from service.errors import ApiError, invalid
 from service.models import (
@@ -24,13 +25,22 @@ from service.models import (
 )
 from service.validate import check_id, check_vectors, parse_path_id
 
-router = APIRouter(prefix="/v1/items", tags=["items"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/items", tags=["items"], responses=ERROR_RESPONSES, route_class=JsonRoute
+)
 
 # `:path` so that a string id may hold "/" (sent percent-encoded).
 _ID_DOC = "An integer id if the index uses integer ids, else a string id."
 IdPath = Path(description=_ID_DOC, min_length=1)
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such id"}
+}
+
+
+# PUT never answers "no such item" (it creates one); a 404 means the path names no item at
+# all (an empty id: /v1/items/).
+_NO_ROUTE: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No item path (an empty id)"}
 }
 
 
@@ -46,7 +56,12 @@ async def _on_worker(state: StateDep, fn: Any) -> Any:
         raise index_error(e) from None
 
 
-@router.put("/{item_id:path}", response_model=UpsertResponse, summary="Insert or replace an item")
+@router.put(
+    "/{item_id:path}",
+    response_model=UpsertResponse,
+    responses=_NO_ROUTE,
+    summary="Insert or replace an item",
+)
 async def put_item(state: StateDep, body: ItemBody, item_id: str = IdPath) -> Response:
     index, _ = state.require()
     iid = parse_path_id(item_id, index.id_kind)

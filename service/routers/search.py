@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from service.batcher import Hits
+from service.body import JsonRoute
+from service.cost import check_cost
 from service.deps import StateDep, floats, index_error, json_response, py_id
+from service.memory import release_freed_memory
 from service.models import (
     ERROR_RESPONSES,
     BatchSearchRequest,
@@ -19,7 +26,12 @@ from service.models import (
 )
 from service.validate import to_query
 
-router = APIRouter(prefix="/v1", tags=["search"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["search"], responses=ERROR_RESPONSES, route_class=JsonRoute)
+
+# Answers with this many hits or more are streamed in pieces of about _PIECE_BYTES (each
+# ~1.5 ms of the event loop at 39 bytes a hit, 4 us to serialize one on the dev machine).
+_STREAM_HITS = 20_000
+_PIECE_BYTES = 64 << 10
 
 
 def _answer(h: Hits, took_ms: float) -> dict[str, Any]:
@@ -42,6 +54,7 @@ async def search(body: SearchRequest, state: StateDep) -> Response:
     t0 = time.perf_counter()
     index, batcher = state.require()
     query = to_query(body, index.dim, state.settings, "body.")
+    check_cost([query], state.settings, index.id_kind == "str")
     try:
         (hits,) = await batcher.search([query])
     except Exception as e:
@@ -60,9 +73,33 @@ async def search_batch(body: BatchSearchRequest, state: StateDep) -> Response:
         to_query(q, index.dim, state.settings, f"body.queries[{i}].")
         for i, q in enumerate(body.queries)
     ]
+    check_cost(queries, state.settings, index.id_kind == "str")
     try:
         hits = await batcher.search(queries)
     except Exception as e:
         raise index_error(e, batch=True) from None
     took = (time.perf_counter() - t0) * 1e3
-    return json_response({"results": [_answer(h, took) for h in hits], "took_ms": took})
+    if sum(len(h.ids) for h in hits) < _STREAM_HITS:
+        return json_response({"results": [_answer(h, took) for h in hits], "took_ms": took})
+    return StreamingResponse(
+        _stream(hits, took),
+        media_type="application/json",
+        background=BackgroundTask(release_freed_memory),
+    )
+
+
+async def _stream(hits: list[Hits], took: float) -> AsyncIterator[bytes]:
+    """A large answer, a few queries at a time, letting other requests run between pieces:
+    serializing 256,000 hits holds the event loop (and the GIL) for ~1 s in one piece."""
+    yield b'{"results":['
+    piece: list[str] = []
+    size = 0
+    for i, h in enumerate(hits):
+        text = json.dumps(_answer(h, took), allow_nan=False, separators=(",", ":"))
+        piece.append(text if i == 0 else "," + text)
+        size += len(text)
+        if size >= _PIECE_BYTES:
+            yield "".join(piece).encode()
+            piece, size = [], 0
+            await asyncio.sleep(0)
+    yield ("".join(piece) + f'],"took_ms":{json.dumps(took)}}}').encode()

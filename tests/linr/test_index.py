@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 import linr
 from linr import FilterError, Index, InvalidInput
 from linr.filters import evaluate_reference, parse_filter
+from tests.topk_check import assert_same_topk, scores_by_row
 
 
 def vecs(rng, n, d=8):
@@ -251,9 +252,17 @@ def test_filtered_search_equals_search_over_matching_subset(items, flt, k, quant
     match = np.array([evaluate_reference(node, it) for it in items])
     sub = np.nonzero(match)[0]
     stored = index.stored_vectors(torch.arange(n)).numpy()
-    _, ref = linr.knn(q, stored[sub], k)
-    want = [[int(sub[j]) * 3 for j in row if j >= 0] for row in ref.tolist()]
-    assert res.ids == want
+    sub_s, sub_i = linr.knn(q, stored[sub], len(sub))  # every match, ranked
+    rows = np.where(sub_i >= 0, sub[sub_i.clamp(min=0)], -1)  # back to the index's rows
+    pad = np.full((2, max(k - len(sub), 0)), -1)
+    want_rows = np.concatenate([rows, pad], 1)[:, :k]
+    want_s = np.concatenate([sub_s.numpy(), np.where(pad < 0, -np.inf, 0)], 1)[:, :k]
+    # Rows are ids / 3. The fp32 scan sums D products, the float64 reference is exact:
+    # apart by at most D * 2^-24 * sum |q_i x_i|, so items closer than that may swap.
+    atol = d * 2.0**-24 * float((np.abs(q) @ np.abs(stored).T).max())
+    every = scores_by_row(sub_s, rows, n)
+    assert_same_topk(res.rows, res.scores, want_rows, want_s, 0.0, atol, every)
+    assert res.ids == [[int(r) * 3 for r in row if r >= 0] for row in res.rows]
 
 
 def test_values_that_overflow_storage_are_rejected(rng):
@@ -381,5 +390,9 @@ def test_growth_copies_without_blocking_searches(rng, monkeypatch):
         want = {"lang": ["en", "fr"][i % 2], "ts": i} if i < 64 else {"lang": "en", "ts": 936 + i}
         item = index.get(i)
         assert item is not None and item.attributes == want
-    _, ref = linr.knn(x[:4], np.concatenate([x, y]), 5, "ip")
-    assert index.search(x[:4], 5).ids == ref.tolist()
+    both = np.concatenate([x, y])
+    ref_s, ref = linr.knn(x[:4], both, 5, "ip")
+    got = index.search(x[:4], 5)
+    # fp32 (8 products summed) vs float64: within 8 * 2^-24 * sum |q_i x_i|.
+    atol = 8 * 2.0**-24 * float((np.abs(x[:4]) @ np.abs(both).T).max())
+    assert_same_topk(got.ids, got.scores, ref.numpy(), ref_s.numpy(), 0.0, atol)

@@ -24,7 +24,8 @@ OPEN = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"]
 
 
 @pytest.mark.parametrize(
-    "header", [None, "Bearer wrong", f"bearer {KEY}", KEY, f"Bearer {KEY} ", f"Basic {KEY}"]
+    "header",
+    [None, "Bearer wrong", KEY, f"Bearer {KEY} ", f"Basic {KEY}", f"Bearer{KEY}", f"Bear {KEY}"],
 )
 def test_v1_refuses_without_the_right_token(header: str | None) -> None:
     with app_client(linr.Index(dim=2, device="cpu"), api_key=KEY) as c:
@@ -48,6 +49,15 @@ def test_v1_accepts_the_right_token_and_checks_it_before_the_body() -> None:
         assert c.post("/v1/search", content=b"{", headers=garbage).status_code == 401
         assert c.post("/v1/search", content=b"x" * 5000, headers=garbage).status_code == 401
         assert c.post("/v1/search", content=b"{", headers={**garbage, **auth}).status_code == 400
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR", "Bearer "])
+def test_the_scheme_is_case_insensitive(scheme: str) -> None:
+    """RFC 7235: the auth scheme is case-insensitive, then one or more spaces."""
+    with app_client(linr.Index(dim=2, device="cpu"), api_key=KEY) as c:
+        r = c.get("/v1/stats", headers={"Authorization": f"{scheme} {KEY}"})
+        assert r.status_code == 200, r.text
+        assert c.get("/v1/stats", headers={"Authorization": f"{scheme} x"}).status_code == 401
 
 
 def test_without_api_key_no_token_is_needed() -> None:

@@ -15,6 +15,7 @@ from svc_helpers import build_index, random_items
 from linr.filters import filter_to_json, parse_filter
 from service.batcher import Batcher, Query, QueryError
 from service.errors import ApiError
+from tests.topk_check import assert_same_topk, scores_by_row
 
 DIM = 7
 
@@ -53,11 +54,24 @@ def test_one_scan_per_window_and_answers_match_single_searches(rng: np.random.Ge
     finally:
         batcher.stop()
     assert sizes == [len(queries)]  # everything arrived within one window: one batch
+    n = len(items["ids"])  # ids are 0..n-1, so an id is its row in `every` below
     for (hits,), x in zip(answers, queries, strict=True):
         batch = [x.vectors] if x.aggregate else x.vectors[None]
         ref = index.search(batch, k=x.k, filter=x.filter, aggregate=x.aggregate)
-        assert hits.ids == ref.ids[0]
-        np.testing.assert_array_equal(hits.scores, ref.scores[0][: len(ref.ids[0])])
+        full = index.search(batch, k=n, filter=x.filter, aggregate=x.aggregate)
+        every = scores_by_row(full.scores, np.asarray(full.rows), n)
+        # BLAS may round a [B, D] product differently from a [1, D] one (an ulp apart on AMD
+        # EPYC at D = 7): each fp32 score of m query vectors is within gamma_(D+m) *
+        # sum |q_i x_i| of the exact one (D products summed, then m scores), so the two
+        # answers within twice that.
+        m = len(batch[0]) if x.aggregate else 1
+        mags = np.abs(np.atleast_2d(x.vectors)).astype(np.float64) @ np.abs(items["vectors"]).T
+        g = (DIM + m) * 2.0**-24
+        atol = 2 * g / (1 - g) * float(mags.sum(0).max())
+        assert len(hits.ids) == len(ref.ids[0])
+        assert_same_topk(
+            [hits.ids], [hits.scores], ref.ids, ref.scores[:, : len(hits.ids)], 0.0, atol, every
+        )
 
 
 def test_a_lone_request_waits_the_window_and_no_longer(rng: np.random.Generator) -> None:
@@ -161,3 +175,73 @@ def test_stop_drains_the_queue_then_refuses(rng: np.random.Generator) -> None:
     with pytest.raises(ApiError) as after:
         asyncio.run(batcher.search([q(vec)]))
     assert after.value.status == 503
+
+
+def test_a_large_request_in_slices_answers_as_one_scan(rng: np.random.Generator) -> None:
+    """A one-unit clock budget cuts the request into one-query slices: the answers are
+    those of the unsliced search, and a failing query is named by its place in the request."""
+    items = random_items(rng, 300, DIM)
+    index = build_index(items, DIM)
+    batcher, sizes = make(index, slice_s=1e-9)
+    vecs = rng.standard_normal((12, DIM)).astype(np.float32)
+    queries = [q(v, 1000, 'lang == "en"' if i % 3 else None) for i, v in enumerate(vecs)]
+    bad = Query(vecs[0], 3, {"field": "nope", "eq": 1}, "bad")
+    try:
+        hits = asyncio.run(batcher.search(queries))
+        with pytest.raises(QueryError) as failed:
+            asyncio.run(batcher.search([*queries[:7], bad, *queries[7:]]))
+    finally:
+        batcher.stop()
+    assert failed.value.position == 7 and "nope" in str(failed.value)
+    assert sizes[:12] == [1] * 12  # one slice a batch, the budget holding one query
+    for h, x in zip(hits, queries, strict=True):
+        ref = index.search(x.vectors[None], k=x.k, filter=x.filter)
+        assert h.ids == ref.ids[0]  # a one-query slice scores exactly as the single search
+
+
+def test_a_small_search_overtakes_a_large_request(rng: np.random.Generator) -> None:
+    index = build_index(random_items(rng, 1500, DIM), DIM)
+    batcher, sizes = make(index, window_s=0.0, slice_s=1e-9)  # one k = 1000 query a slice
+    big = [q(v, 1000) for v in rng.standard_normal((8, DIM)).astype(np.float32)]
+    order: list[str] = []
+
+    async def main() -> None:
+        async def run(name: str, queries: list[Query]) -> None:
+            await batcher.search(queries)
+            order.append(name)
+
+        with index.lock:  # the worker blocks on the first slice; the small search queues
+            large = asyncio.ensure_future(run("large", big))
+            await asyncio.sleep(0.2)
+            small = asyncio.ensure_future(run("small", [q(big[0].vectors, 5)]))
+            await asyncio.sleep(0.05)
+        await asyncio.gather(large, small)
+
+    try:
+        asyncio.run(main())
+    finally:
+        batcher.stop()
+    assert order == ["small", "large"]
+    # The small search waited for the slice in progress and the next one, not for all 8.
+    assert sizes == [1] * 9
+
+
+def test_an_abandoned_request_is_not_scanned(rng: np.random.Generator) -> None:
+    index = build_index(random_items(rng, 1500, DIM), DIM)
+    batcher, sizes = make(index, window_s=0.0, slice_s=1e-9)
+    big = [q(v, 1000) for v in rng.standard_normal((8, DIM)).astype(np.float32)]
+
+    async def main() -> None:
+        with index.lock:
+            large = asyncio.ensure_future(batcher.search(big))
+            await asyncio.sleep(0.2)  # the worker holds the first slice
+            large.cancel()  # the client went away
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.3)
+        assert len(await batcher.search([q(big[0].vectors, 5)])) == 1
+
+    try:
+        asyncio.run(main())
+    finally:
+        batcher.stop()
+    assert sizes == [1, 1]  # the slice in progress, then the next search: 7 slices dropped
