@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from linr.attributes import AttributeStore
+from linr.deleted import DeletedVersions
 from linr.errors import InvalidInput
 from linr.filters import filter_to_json, parse_filter
 from linr.ids import Id, IdMap
@@ -108,6 +109,7 @@ class Index:
         self._ids.grow(capacity)
         self._valid = torch.zeros(capacity, dtype=torch.bool, device=self.device)
         self._versions: np.ndarray | None = None  # allocated on the first versioned write
+        self._deleted = DeletedVersions()  # versions of deleted ids (linr/deleted.py)
         self._n_rows = 0  # rows [0, n_rows) have been used; the scan stops there
         self._free: list[int] = []  # deleted rows, reused first
         self._scanner = Scanner(self._store, metric, scan_bytes)
@@ -306,6 +308,8 @@ class Index:
                         else [id_arr[i] for i in pos.tolist()]
                     )
                     self._ids.insert(new_ids, rows[new], kind)
+                    if len(self._deleted):
+                        self._deleted.forget(new_ids.tolist() if kind == "int" else new_ids)
                 if vers is not None and self._versions is None:
                     self._versions = np.full(self.capacity, _NO_VERSION, np.int64)
                 if self._versions is not None:
@@ -325,6 +329,9 @@ class Index:
             hit = rows >= 0
             stored[hit] = self._versions[rows[hit]]
         keys = ids.tolist() if isinstance(ids, np.ndarray) else ids
+        if len(self._deleted) and vers is not None:  # a deleted id keeps its last version
+            miss = np.nonzero(rows < 0)[0]
+            stored[miss] = self._deleted.versions([keys[i] for i in miss.tolist()])
         if len(set(keys)) == n:  # the common case, vectorized
             if vers is None:
                 return np.arange(n), np.ones(n, bool)
@@ -378,10 +385,15 @@ class Index:
             uniq = id_arr[pos] if isinstance(id_arr, np.ndarray) else [id_arr[i] for i in pos]
             rows = self._ids.lookup(uniq)
             ok = rows >= 0
-            if vers is not None and self._versions is not None:
-                v = vers[pos]
-                cur = self._versions[np.maximum(rows, 0)]
+            v = vers[pos] if vers is not None else np.full(len(pos), _NO_VERSION, np.int64)
+            cur = np.full(len(pos), _NO_VERSION, np.int64)
+            if self._versions is not None:
+                cur = np.where(ok, self._versions[np.maximum(rows, 0)], _NO_VERSION)
                 ok &= ~((v != _NO_VERSION) & (cur != _NO_VERSION) & (v < cur))
+            keys_u = uniq.tolist() if isinstance(uniq, np.ndarray) else uniq
+            absent = np.nonzero(rows < 0)[0].tolist()
+            if vers is not None and absent:  # a versioned delete of an absent id: remembered
+                self._deleted.remember([keys_u[i] for i in absent], v[absent])
             removed = np.zeros(n, bool)
             removed[pos[ok]] = True
             if not ok.any():
@@ -395,10 +407,21 @@ class Index:
                 self._valid[rows_t.to(self.device)] = False
                 self._attrs.clear(rows_t)
                 self._ids.remove(gone, rows)
+                self._deleted.remember(
+                    gone.tolist() if isinstance(gone, np.ndarray) else gone,
+                    np.maximum(cur[ok], v[ok]),
+                )
                 if self._versions is not None:
                     self._versions[rows] = _NO_VERSION
                 self._free.extend(rows.tolist())
                 return removed
+
+    def clear(self) -> None:
+        """Remove every item and forget the versions of deleted ones (an index rebuilt from
+        a new log). Capacity, schema and field kinds stay."""
+        with self.write_lock:
+            self.delete(self.ids())
+            self._deleted.clear()
 
     # ---- reads ---------------------------------------------------------------------------
     def _row_of(self, id_: object) -> int:
@@ -539,6 +562,8 @@ class Index:
             tensors["valid"] = self._valid[:n]
             if self._versions is not None:
                 tensors["versions"] = torch.from_numpy(self._versions[:n])
+            for name, arr in self._deleted.to_state().items():
+                tensors[name] = torch.from_numpy(arr)
             for name, arr in self._ids.to_state(n).items():
                 tensors[name] = torch.from_numpy(arr)
             attr_tensors, attr_meta = self._attrs.state_dict()
@@ -587,6 +612,9 @@ class Index:
             idx._versions = np.full(idx.capacity, _NO_VERSION, np.int64)
             idx._versions[:n] = tensors["versions"].numpy()
         ids_state = {k: v.numpy() for k, v in tensors.items() if k.startswith("ids.")}
+        idx._deleted = DeletedVersions.from_state(
+            {k: v.numpy() for k, v in tensors.items() if k.startswith("deleted.")}
+        )
         idx._ids = IdMap.from_state(manifest["id_kind"], ids_state, idx.capacity)
         idx._ids.grow(idx.capacity)
         attr_t = {k[5:]: v for k, v in tensors.items() if k.startswith("attr.")}
