@@ -75,7 +75,9 @@ class DeletedVersions:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray], limit: int = DEFAULT_LIMIT) -> DeletedVersions:
+    def from_state(
+        cls, state: dict[str, np.ndarray], limit: int = DEFAULT_LIMIT
+    ) -> DeletedVersions:
         out = cls(limit)
         if "deleted.versions" not in state:
             return out

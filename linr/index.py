@@ -309,7 +309,9 @@ class Index:
                     )
                     self._ids.insert(new_ids, rows[new], kind)
                     if len(self._deleted):
-                        self._deleted.forget(new_ids.tolist() if kind == "int" else new_ids)
+                        self._deleted.forget(
+                            new_ids.tolist() if isinstance(new_ids, np.ndarray) else new_ids
+                        )
                 if vers is not None and self._versions is None:
                     self._versions = np.full(self.capacity, _NO_VERSION, np.int64)
                 if self._versions is not None:
