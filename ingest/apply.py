@@ -1,8 +1,10 @@
 """Applying a decoded batch to the index: per-key offset order, versions, and bad items
 pinned on the message that carries them.
 
-The whole batch is applied under `index.lock`, so a search sees all of it or none of it
-(and under `index.write_lock`, which writers take first).
+The whole batch is applied inside `index.write_batch()`: no other writer runs between its
+calls, while searches go on between them and see the batch's writes in offset order (per
+key), up to some point. Each call validates its items before it takes the index's search
+lock, so searches wait only for the part that changes tensors.
 Inside, messages are grouped into runs whose upserts go to one `index.upsert` call and
 whose deletes go to one `index.delete` call. Upserts and deletes of one run touch different
 keys (so their relative order does not matter) and a run holds at most one delete per key;
@@ -10,10 +12,12 @@ a message that would break this starts a new run. Repeated upserts of one key ma
 run: `index.upsert` applies duplicates in order (last writer wins, stale versions ignored),
 and validates every one of them, so a bad message is never hidden behind a later good one.
 
-`index.upsert` validates a whole call and raises on the first bad item (an attribute of the
-wrong kind, say) without changing anything. The applier then bisects: left half, then right
-half, down to the single bad message, which is dead-lettered. Left before right keeps offset
-order, so a message is rejected exactly when applying messages one by one would reject it.
+`index.upsert` validates a whole call and raises `InvalidInput` on the first bad item (an
+attribute of the wrong kind, say) without changing anything. The applier then bisects: left
+half, then right half, down to the single bad message, which is dead-lettered. Left before
+right keeps offset order, so a message is rejected exactly when applying messages one by one
+would reject it. Any other exception is no message's fault (a bug, out of memory): it
+propagates, and the ingester retries from the offsets applied so far.
 """
 
 from __future__ import annotations
@@ -25,22 +29,9 @@ from typing import Any
 import numpy as np
 
 from ingest.messages import BadMessage, Decoded, Op, Rejected, id_from_key
+from linr import Index, InvalidInput
 
 log = logging.getLogger("linr.ingest")
-
-
-def _systemic(e: BaseException) -> bool:
-    """Failures that are no message's fault: they propagate to the ingester, which retries
-    from the offsets applied so far. Any other error is pinned on a message (bisecting down
-    to it), so one message that trips a bug cannot stall the topic."""
-    return isinstance(e, MemoryError) or "out of memory" in str(e).lower()
-
-
-def _reason(e: BaseException) -> str:
-    if isinstance(e, ValueError):  # InvalidInput and friends: bad data, said in words
-        return str(e) or type(e).__name__
-    log.error("unexpected error applying a message", exc_info=e)
-    return f"internal error: {type(e).__name__}: {e}"
 
 
 @dataclass
@@ -48,7 +39,7 @@ class Outcome:
     applied: int = 0  # messages now in effect (or overwritten by a later one in the batch)
     ignored_stale: int = 0  # messages ignored because their version was below the item's
     rejected: list[Rejected] = field(default_factory=list)  # for the dead-letter topic
-    # A failure that is no message's fault (see _systemic) stops the batch: `ops_done` ops
+    # A failure that is no message's fault (a bug, out of memory) stops the batch: `ops_done` ops
     # (a prefix of batch.ops) are in effect, the rest are not and must be read again.
     error: BaseException | None = None
     ops_done: int = 0
@@ -76,13 +67,13 @@ class _Run:
         return True
 
 
-def apply(index: Any, batch: Decoded) -> Outcome:
-    """Apply `batch` to `index` atomically with respect to searches. Never raises: a
-    systemic failure is returned in `Outcome.error`, with how far the batch got."""
+def apply(index: Index, batch: Decoded) -> Outcome:
+    """Apply `batch` to `index`, no other writer between its messages. Never raises: a
+    failure that is no message's fault is returned in `Outcome.error`, with how far the
+    batch got."""
     out = Outcome()
     run = _Run()
-    # write_lock first (the index's lock order), then lock for the whole batch.
-    with index.write_lock, index.lock:
+    with index.write_batch():
         if all(op.kind == "upsert" for op in batch.ops):  # the common case: one run
             run.upserts = batch.ops
             _flush_counted(index, batch, run, out)
@@ -97,7 +88,7 @@ def apply(index: Any, batch: Decoded) -> Outcome:
     return out
 
 
-def _flush_counted(index: Any, batch: Decoded, run: _Run, out: Outcome) -> bool:
+def _flush_counted(index: Index, batch: Decoded, run: _Run, out: Outcome) -> bool:
     """Apply one run; False (with out.error set, and the run's dead letters dropped, as its
     messages will be read again) when it failed systemically. The ops of a run that failed
     halfway may be applied again when read again: the same writes in the same order, so the
@@ -105,7 +96,7 @@ def _flush_counted(index: Any, batch: Decoded, run: _Run, out: Outcome) -> bool:
     n_rejected = len(out.rejected)
     try:
         _flush(index, batch, run, out)
-    except Exception as e:  # noqa: BLE001 - only systemic errors get here (see _upsert)
+    except Exception as e:  # noqa: BLE001 - InvalidInput never gets here (see _upsert)
         out.error = e
         del out.rejected[n_rejected:]
         return False
@@ -113,7 +104,7 @@ def _flush_counted(index: Any, batch: Decoded, run: _Run, out: Outcome) -> bool:
     return True
 
 
-def _resolve(index: Any, ops: list[Op], out: Outcome) -> list[tuple[Op, int | str]]:
+def _resolve(index: Index, ops: list[Op], out: Outcome) -> list[tuple[Op, int | str]]:
     """(op, id) pairs; ids from keys are read now that the index's id kind is known, and an
     id of the other kind is rejected here rather than failing the whole call."""
     kind = index.id_kind
@@ -146,19 +137,18 @@ def _ids_arg(ids: list[int | str]) -> Any:
     return ids
 
 
-def _flush(index: Any, batch: Decoded, run: _Run, out: Outcome) -> None:
+def _flush(index: Index, batch: Decoded, run: _Run, out: Outcome) -> None:
     if run.upserts:
         _upsert(index, batch, _resolve(index, run.upserts, out), out)
     if run.deletes:
         _delete(index, _resolve(index, run.deletes, out), out)
 
 
-def _upsert(index: Any, batch: Decoded, items: list[tuple[Op, int | str]], out: Outcome) -> None:
+def _upsert(index: Index, batch: Decoded, items: list[tuple[Op, int | str]], out: Outcome) -> None:
     if not items:
         return
     ops = [op for op, _ in items]
     versions = [op.version for op in ops]
-    dup_versions = _current_versions_of_duplicates(index, items)
     try:
         res = index.upsert(
             _ids_arg([i for _, i in items]),
@@ -166,57 +156,20 @@ def _upsert(index: Any, batch: Decoded, items: list[tuple[Op, int | str]], out: 
             attributes=[op.attributes for op in ops],
             versions=None if all(v is None for v in versions) else versions,
         )
-    except Exception as e:
-        if _systemic(e):
-            raise
+    except InvalidInput as e:
         if len(items) == 1:
-            out.rejected.append(Rejected(ops[0].record, _reason(e)))
+            out.rejected.append(Rejected(ops[0].record, str(e)))
             return
         mid = len(items) // 2
         _upsert(index, batch, items[:mid], out)
         _upsert(index, batch, items[mid:], out)
         return
-    stale = _count_stale(ops, np.asarray(res.applied, bool), dup_versions)
+    stale = int(res.stale.sum())  # superseded writes of a key count as applied
     out.applied += len(items) - stale
     out.ignored_stale += stale
 
 
-def _current_versions_of_duplicates(
-    index: Any, items: list[tuple[Op, int | str]]
-) -> dict[bytes, int | None]:
-    """Versions the index holds now for keys written more than once in this call."""
-    seen: set[bytes] = set()
-    dups: dict[bytes, int | str] = {}
-    for op, id_ in items:
-        if op.key in seen:
-            dups[op.key] = id_
-        seen.add(op.key)
-    out: dict[bytes, int | None] = {}
-    for key, id_ in dups.items():
-        item = index.get(id_)
-        out[key] = None if item is None else item.version
-    return out
-
-
-def _count_stale(ops: list[Op], applied: np.ndarray, dup_versions: dict[bytes, int | None]) -> int:
-    """How many of `ops` were ignored as stale. `index.upsert` reports applied=False both for
-    a stale write and for a duplicate overwritten later in the same call, so for keys written
-    more than once, replay the writes one by one from the version the index held."""
-    stale = 0
-    cur = dict(dup_versions)
-    for i, op in enumerate(ops):
-        if op.key not in cur:
-            stale += not applied[i]
-            continue
-        v = cur[op.key]
-        if op.version is not None and v is not None and op.version < v:
-            stale += 1
-        else:
-            cur[op.key] = op.version
-    return stale
-
-
-def _delete(index: Any, items: list[tuple[Op, int | str]], out: Outcome) -> None:
+def _delete(index: Index, items: list[tuple[Op, int | str]], out: Outcome) -> None:
     if not items:
         return
     ids = [i for _, i in items]
@@ -224,11 +177,9 @@ def _delete(index: Any, items: list[tuple[Op, int | str]], out: Outcome) -> None
     versioned = any(v is not None for v in versions)
     try:
         removed = index.delete(_ids_arg(ids), versions=versions if versioned else None)
-    except Exception as e:
-        if _systemic(e):
-            raise
+    except InvalidInput as e:
         if len(items) == 1:
-            out.rejected.append(Rejected(items[0][0].record, _reason(e)))
+            out.rejected.append(Rejected(items[0][0].record, str(e)))
             return
         mid = len(items) // 2
         _delete(index, items[:mid], out)

@@ -42,6 +42,7 @@ from ingest.dlq import DeadLetters
 from ingest.log_identity import LogIdentity, cached_topic_id, read_identity, reset_reason
 from ingest.messages import decode
 from ingest.settings import IngestSettings
+from linr import Index
 
 log = logging.getLogger("linr.ingest")
 
@@ -90,7 +91,7 @@ class _Window:
 class Ingester:
     def __init__(
         self,
-        index: Any,
+        index: Index,
         settings: IngestSettings,
         *,
         offsets: Mapping[int, int] | None = None,
@@ -101,7 +102,7 @@ class Ingester:
         is read from the beginning."""
         self.index = index
         self.settings = settings
-        extra = getattr(index, "manifest_extra", None) or {}
+        extra = index.manifest_extra
         same_topic = extra.get("topic") in (None, settings.topic)
         if offsets is None and extra.get("offsets") and same_topic:
             offsets = {int(p): int(o) for p, o in extra["offsets"].items()}
@@ -384,19 +385,10 @@ class Ingester:
         self._commit()
 
     def _yield_to_searches(self) -> None:
-        """Wait, at most `yield_to_searches_ms`, for the index lock to be free: searches
-        hold it, and ingest work (decoding, applying) that runs beside a search on the same
-        cores slows it more than the same work run between searches."""
-        lock = getattr(self.index, "lock", None)
-        limit = self.settings.yield_to_searches_ms / 1000.0
-        if lock is None or limit <= 0:
-            return
-        deadline = time.monotonic() + limit
-        while not lock.acquire(blocking=False):
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.0003)
-        lock.release()
+        """Wait, at most `yield_to_searches_ms`, for searches running now to finish: ingest
+        work (decoding, applying) that runs beside a search on the same cores slows it more
+        than the same work run between searches."""
+        self.index.wait_for_searches(self.settings.yield_to_searches_ms / 1000.0)
 
     def _apply(self, records: list[Any]) -> None:
         """Apply a batch; the offsets move exactly past what is in effect (applied, ignored

@@ -30,7 +30,10 @@ import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from linr import Index
 
 log = logging.getLogger("linr.ingest")
 
@@ -70,7 +73,7 @@ def sha256_of(path: Path) -> str:
 
 
 def write_snapshot(
-    index: Any,
+    index: Index,
     snapshot_dir: str | Path,
     offsets: Mapping[int, int],
     *,
@@ -159,7 +162,7 @@ def check_snapshot(path: Path) -> dict[str, Any]:
 
 def load_latest(
     snapshot_dir: str | Path, device: str = "auto"
-) -> tuple[Any, dict[int, int]] | None:
+) -> tuple[Index, dict[int, int]] | None:
     """(index, offsets) from the newest valid snapshot in `snapshot_dir`, or None if there is
     none. A snapshot that fails to load is logged and skipped for the one before it."""
     from linr.index import Index

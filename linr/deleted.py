@@ -59,18 +59,22 @@ class DeletedVersions:
 
     # ---- persistence (tensors of the index's safetensors file) ------------------------------
     def to_state(self) -> dict[str, np.ndarray]:
-        if not self._v:
+        # One kind of id per index; ids of the other kind (deleted before the index's first
+        # write fixed its kind) can never be written, so they are not kept.
+        strs = {k: v for k, v in self._v.items() if isinstance(k, str)}
+        items = strs if strs else self._v
+        if not items:
             return {}
-        versions = np.fromiter(self._v.values(), np.int64, len(self._v))
-        if isinstance(next(iter(self._v)), str):
-            enc = [s.encode("utf-8") for s in self._v]
+        versions = np.fromiter(items.values(), np.int64, len(items))
+        if strs:
+            enc = [s.encode("utf-8") for s in strs]
             return {
                 "deleted.str_bytes": np.frombuffer(b"".join(enc), np.uint8).copy(),
                 "deleted.str_lengths": np.array([len(b) for b in enc], np.int64),
                 "deleted.versions": versions,
             }
         return {
-            "deleted.int": np.fromiter(self._v, np.int64, len(self._v)),
+            "deleted.int": np.fromiter(items, np.int64, len(items)),
             "deleted.versions": versions,
         }
 

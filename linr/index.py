@@ -1,20 +1,24 @@
 """The index: a "model binary" of item embeddings and attributes held as tensors on one
 device, searched exhaustively with attribute pre-filtering.
 
-Two locks. `lock` guards the tensors: a search holds it, and so does each write while it
-changes them, so a search never sees a half-applied batch. `write_lock` orders the writers
+Two locks, both private to this module: other code calls the methods below and never
+takes them. `lock` guards the tensors: a search holds it, and so does each write while it
+changes them, so a search never sees a half-applied call. `write_lock` orders the writers
 (upsert, delete, reserve) and `save` among themselves: a write validates and plans its batch
 holding only `write_lock`, so searches wait just for the short part that changes tensors,
 and `save` reads a state no writer can change without stopping searches at all. Code that
-needs both takes `write_lock` first. Writes validate the whole batch before touching any
-tensor: a bad item rejects its batch and changes nothing.
+needs both takes `write_lock` first. Writes validate the whole call before touching any
+tensor: a bad item rejects its call and changes nothing. `write_batch()` holds the writers'
+turn across several calls (an ingest batch), and `wait_for_searches()` lets background work
+step aside for searches.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +55,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 @dataclass
 class UpsertResult:
-    created: np.ndarray  # bool [n]: the id was new
-    applied: np.ndarray  # bool [n]: False where a stale version was ignored
+    """One bool [n] per write of the call. A write is exactly one of: in effect, stale, or
+    superseded (applied, then replaced by a later write of the same id in the same call)."""
+
+    created: np.ndarray  # the id was new
+    applied: np.ndarray  # not stale: in effect, or superseded
+    stale: np.ndarray  # ignored: its version was below the item's current version
+    superseded: np.ndarray  # applied, then replaced by a later write of the same id
 
 
 @dataclass
@@ -171,6 +180,31 @@ class Index:
             if capacity > self.capacity:
                 self._grow_to(capacity)
 
+    @contextmanager
+    def write_batch(self) -> Iterator[None]:
+        """Hold the writers' turn across several writes: no other writer (nor `save`) runs
+        between them, so each sees exactly the effects of those before it. Searches go on
+        between the writes (each write is atomic to them), so a search sees the batch's
+        writes in order, up to some point.
+
+            with index.write_batch():
+                index.upsert(ids, vectors, attributes)
+                index.delete(gone)
+        """
+        with self.write_lock:
+            yield
+
+    def wait_for_searches(self, timeout_s: float) -> bool:
+        """Block until no search (or write) is using the tensors, at most `timeout_s`;
+        True if they were free. For background work (ingest decoding) that would otherwise
+        share the cores with a running search and slow it."""
+        if timeout_s <= 0:
+            return False
+        if not self.lock.acquire(timeout=timeout_s):
+            return False
+        self.lock.release()
+        return True
+
     def _grow_to(self, capacity: int, n_insert: int = 0) -> None:
         """Room for `capacity` rows and `n_insert` more ids. Hold `write_lock`: the grown
         copies are built without `lock` (no writer can change what they copy, and searches
@@ -281,8 +315,11 @@ class Index:
             final, applied = self._plan_writes(id_arr, vers, rows)
             created = np.zeros(n, bool)
             created[final] = rows[final] < 0
+            superseded = applied.copy()
+            superseded[final] = False
+            result = UpsertResult(created, applied, ~applied, superseded)
             if final.size == 0:
-                return UpsertResult(created, applied)
+                return result
             if final.size < n:
                 prepared = self._attrs.prepare([attrs[i] for i in final.tolist()], like=prepared)
             # ---- nothing below can fail on bad input ----
@@ -317,7 +354,7 @@ class Index:
                 if self._versions is not None:
                     self._versions[rows] = _NO_VERSION if vers is None else vers[final]
                 self._valid[dev_rows] = True
-                return UpsertResult(created, applied)
+                return result
 
     def _plan_writes(
         self, ids: Any, vers: np.ndarray | None, rows: np.ndarray
@@ -377,12 +414,14 @@ class Index:
             id_arr, kind = self._ids.normalize(ids)
             n = len(id_arr)
             vers = self._check_versions(versions, n)
-            if n == 0 or self._ids.kind != kind:
-                return np.zeros(n, bool)
             keys = id_arr.tolist() if isinstance(id_arr, np.ndarray) else id_arr
             first: dict[Any, int] = {}
             for i, key in enumerate(keys):
                 first.setdefault(key, i)
+            if n == 0 or self._ids.kind != kind:
+                if vers is not None and self._ids.kind is None:  # nothing written yet
+                    self._deleted.remember(list(first), vers[list(first.values())])
+                return np.zeros(n, bool)
             pos = np.fromiter(first.values(), np.int64, len(first))
             uniq = id_arr[pos] if isinstance(id_arr, np.ndarray) else [id_arr[i] for i in pos]
             rows = self._ids.lookup(uniq)
@@ -448,6 +487,15 @@ class Index:
             if self._versions is not None and self._versions[row] != _NO_VERSION:
                 ver = int(self._versions[row])
             return Item(self._ids.id_of(row), vec, self._attrs.get(row), ver)
+
+    def attributes(self, ids: Sequence[Id]) -> list[dict[str, Any] | None]:
+        """The attributes of each id (None where the id is absent), without reading its
+        vector: what a search answer shows next to its hits."""
+        with self.lock:
+            rows = [self._row_of(i) for i in ids]
+            found = [r for r in rows if r >= 0]
+            attrs = iter(self._attrs.get_many(found))
+            return [next(attrs) if r >= 0 else None for r in rows]
 
     def ids(self) -> list[Id]:
         """Every id in the index, in row order."""

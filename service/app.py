@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
+from linr import Index
 from service.auth import BearerAuthMiddleware
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
@@ -45,7 +46,7 @@ def _integer_bounds(node: Any) -> Any:
     return out
 
 
-def create_app(settings: Settings | None = None, *, index: Any = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, index: Index | None = None) -> FastAPI:
     """`index`: serve this already-built `linr.Index` instead of loading one (embedding, tests)."""
     settings = settings if settings is not None else Settings()
     metrics = Metrics()

@@ -8,8 +8,10 @@ in progress plus its own scan. Writes from HTTP run on the same worker, in arriv
 searches queued beside a write are concurrent with it, so answering them either side of it
 is linearizable, and batches are never split by writes.
 
-Everything happens under `index.lock` (an RLock): the search and the attribute look-ups of
-one batch see the same state even while the ingester's thread writes between batches.
+Each `index.search` is atomic to writes, and the attributes of its hits are read just after
+it (`index.attributes`, without decoding vectors); the ingester's thread may write between
+the two, so a hit deleted meanwhile is answered with empty attributes, and one replaced
+meanwhile with its new attributes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from linr import Index
 from service.errors import ApiError
 
 log = logging.getLogger("linr.service")
@@ -91,7 +94,7 @@ class QueryError(Exception):
 class Batcher:
     def __init__(
         self,
-        index: Any,
+        index: Index,
         *,
         window_s: float,
         max_queries: int,
@@ -214,16 +217,15 @@ class Batcher:
         for j, qi, q in flat:
             groups.setdefault((q.aggregate, q.filter_key), []).append((j, qi, q))
         t = time.perf_counter()
-        with self.index.lock:
-            for members in groups.values():
-                try:
-                    hits = search_group(self.index, [q for _, _, q in members])
-                except Exception as e:  # noqa: BLE001 - reported per request below
-                    for j, qi, _ in members:
-                        failed.setdefault(j, QueryError(qi, e))
-                    continue
-                for (j, qi, _), h in zip(members, hits, strict=True):
-                    results[j][qi] = h
+        for members in groups.values():
+            try:
+                hits = search_group(self.index, [q for _, _, q in members])
+            except Exception as e:  # noqa: BLE001 - reported per request below
+                for j, qi, _ in members:
+                    failed.setdefault(j, QueryError(qi, e))
+                continue
+            for (j, qi, _), h in zip(members, hits, strict=True):
+                results[j][qi] = h
         if self._on_batch is not None:
             try:
                 self._on_batch(len(flat), time.perf_counter() - t)
@@ -234,8 +236,9 @@ class Batcher:
             _post(job, results[j], exc)
 
 
-def search_group(index: Any, queries: list[Query]) -> list[Hits]:
-    """One `index.search` for queries sharing aggregate and filter; the caller holds the lock."""
+def search_group(index: Index, queries: list[Query]) -> list[Hits]:
+    """One `index.search` for queries sharing aggregate and filter, then one attribute
+    look-up for the hits of those that asked for attributes."""
     k = max(q.k for q in queries)
     first = queries[0]
     if first.aggregate is None:
@@ -243,14 +246,13 @@ def search_group(index: Any, queries: list[Query]) -> list[Hits]:
     else:
         batch = [q.vectors for q in queries]  # B arrays [m_i, D]
     res = index.search(batch, k=k, filter=first.filter, aggregate=first.aggregate)
+    ids = [list(res.ids[i][: q.k]) for i, q in enumerate(queries)]
+    asked = [hits for q, hits in zip(queries, ids, strict=True) if q.include_attributes]
+    found = iter(index.attributes([hit for hits in asked for hit in hits]))
     out = []
     for i, q in enumerate(queries):
-        ids = list(res.ids[i][: q.k])
         attrs = None
         if q.include_attributes:
-            attrs = []
-            for item_id in ids:
-                item = index.get(item_id)
-                attrs.append(dict(item.attributes) if item is not None else {})
-        out.append(Hits(ids, np.asarray(res.scores[i, : len(ids)]), attrs))
+            attrs = [a if a is not None else {} for a in (next(found) for _ in ids[i])]
+        out.append(Hits(ids[i], np.asarray(res.scores[i, : len(ids[i])]), attrs))
     return out

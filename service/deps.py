@@ -10,6 +10,7 @@ import numpy as np
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
+from linr import FilterError, InvalidInput
 from service.batcher import QueryError
 from service.errors import ApiError, invalid
 from service.state import AppState
@@ -45,10 +46,9 @@ def py_id(x: Any) -> int | str:
 
 
 def index_error(e: BaseException, batch: bool = False) -> Exception:
-    """An error raised by the index while serving a request: bad input becomes 422, naming
-    the query of a batch (`queries[3]: ...`)."""
-    from linr.errors import FilterError
-
+    """An error raised by the index while serving a request. Only `InvalidInput` is the
+    user's fault: it becomes a 422 naming the query of a batch (`queries[3]: ...`); any
+    other exception is a bug, re-raised for the 500 handler (service/errors.py)."""
     where = ""
     if isinstance(e, QueryError):
         where = f"queries[{e.position}]: " if batch else ""
@@ -57,6 +57,6 @@ def index_error(e: BaseException, batch: bool = False) -> Exception:
         return e
     if isinstance(e, FilterError):
         return ApiError(422, "invalid_filter", f"{where}{e}")
-    if isinstance(e, ValueError):
+    if isinstance(e, InvalidInput):
         return invalid(f"{where}{e}")
     return e if isinstance(e, Exception) else RuntimeError(str(e))

@@ -10,12 +10,16 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from linr import Index, InvalidInput
 from service.batcher import Batcher
 from service.errors import ApiError
 from service.metrics import Metrics
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest import Ingester
 
 log = logging.getLogger("linr.service")
 
@@ -29,12 +33,9 @@ def _snapshots() -> Any:
     return snapshots
 
 
-def load_index(settings: Settings) -> tuple[Any, dict[int, int] | None]:
+def load_index(settings: Settings) -> tuple[Index, dict[int, int] | None]:
     """(index, Kafka offsets it includes or None): the newest snapshot in --snapshot-dir,
     else INDEX_DIR, else a new empty index of --dim."""
-    from linr.errors import InvalidInput
-    from linr.index import Index
-
     if settings.snapshot_dir is not None:
         snaps = _snapshots()
         if snaps is not None:
@@ -62,12 +63,12 @@ def load_index(settings: Settings) -> tuple[Any, dict[int, int] | None]:
 
 
 class AppState:
-    def __init__(self, settings: Settings, metrics: Metrics, index: Any = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, index: Index | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.index: Any = None
+        self.index: Index | None = None
         self.batcher: Batcher | None = None
-        self.ingester: Any = None
+        self.ingester: Ingester | None = None
         self.offsets: dict[int, int] | None = None
         self.load_error: str | None = None
         self._given = index
@@ -104,7 +105,7 @@ class AppState:
             log.exception("could not load the index")
             self.load_error = f"{type(e).__name__}: {e}"
 
-    def _start_ingester(self, index: Any) -> Any:
+    def _start_ingester(self, index: Index) -> Ingester:
         # The ingester reads the offsets the index includes from its manifest (written by
         # ingest.snapshots), checking they are of the same topic.
         from ingest import Ingester, IngestSettings
@@ -142,7 +143,7 @@ class AppState:
     def _final_snapshot(self) -> None:
         snaps = _snapshots()
         d = self.settings.snapshot_dir
-        assert d is not None
+        assert d is not None and self.index is not None
         if snaps is not None:
             # Offsets of the snapshot we started from stay true: no log was read since.
             topic = self.index.manifest_extra.get("topic") if self.offsets else None
@@ -165,7 +166,7 @@ class AppState:
             return "the index is loading"
         return "the ingester has not caught up with the log yet"
 
-    def require(self) -> tuple[Any, Batcher]:
+    def require(self) -> tuple[Index, Batcher]:
         if self.index is None or self.batcher is None:
             raise ApiError(503, "not_ready", self.not_ready_reason())
         return self.index, self.batcher

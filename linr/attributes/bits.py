@@ -101,9 +101,5 @@ class BitWords:
             out = hit if out is None else out & hit
         return out if out is not None else torch.ones(n, dtype=torch.bool, device=self.device)
 
-    def row_bits(self, row: int) -> list[int]:
-        """The words of one row as Python ints (signed; `(w >> b) & 1` reads bit b)."""
-        return [int(x) for x in self.words[:, row].tolist()]
-
     def nbytes(self) -> int:
         return self.words.numel() * self.words.element_size()

@@ -270,10 +270,20 @@ class AttributeStore:
     def get(self, row: int) -> dict[str, Any]:
         """The attributes of one row. Keyword lists come back without duplicates, in the
         order their values were first seen by the field; ints in float fields as floats."""
-        if not 0 <= row < self._capacity:
-            raise ValueError(f"row {row} is outside [0, {self._capacity})")
-        words = self._bits.row_bits(row)
+        return self.get_many([row])[0]
 
+    def get_many(self, rows: Sequence[int]) -> list[dict[str, Any]]:
+        """The attributes of each row (as `get`), reading the bit words in one transfer."""
+        for row in rows:
+            if not 0 <= row < self._capacity:
+                raise ValueError(f"row {row} is outside [0, {self._capacity})")
+        if not rows:
+            return []
+        index = torch.as_tensor(list(rows), dtype=torch.int64, device=self.device)
+        words = self._bits.words[:, index].T.tolist()  # [n, n_words] Python ints
+        return [self._decode(row, w) for row, w in zip(rows, words, strict=True)]
+
+    def _decode(self, row: int, words: list[int]) -> dict[str, Any]:
         def bit(b: int) -> bool:
             return bool((words[b >> 6] >> (b & 63)) & 1)
 
