@@ -100,8 +100,10 @@ def test_broker_restarting_empty_with_the_topic_recreated(
         wait_for(lambda: ing.ready, what="ready on the new log")
         assert ing.stats()["rebuilds"] == 1
         wait_for(
-            lambda: (got := snapshots.load_latest(tmp_path / "snaps", "cpu")) is not None
-            and got[1] == {0: 500},
+            lambda: (
+                (got := snapshots.load_latest(tmp_path / "snaps", "cpu")) is not None
+                and got[1] == {0: 500}
+            ),
             what="a snapshot of the new log",
         )
 
@@ -177,7 +179,8 @@ def test_an_unwritable_snapshot_dir_is_counted_and_ingestion_goes_on(
     for round_ in range(8):
         last = produce(broker, topic, upserts(range(sent, sent + 30), seed=7 + round_))[-1]
         sent += 30
-        wait_for(lambda: ing.caught_up({0: last.offset}), 5, "ingestion while snapshots fail")
+        after = {0: last.offset}
+        wait_for(lambda: ing.caught_up(after), 5, "ingestion while snapshots fail")  # noqa: B023
         assert ing.stats()["lag"] < batch
     stats = ing.stats()
     assert stats["snapshot_errors"] > errors_before and "snapshot" not in str(stats["last_error"])
