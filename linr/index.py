@@ -457,6 +457,13 @@ class Index:
                 self._free.extend(rows.tolist())
                 return removed
 
+    def check_attributes(self, attributes: Sequence[Mapping[str, Any] | None]) -> None:
+        """Raise InvalidInput naming the item and field if an upsert of `attributes` would be
+        refused now (a kind clash, a bad name, a null); changes nothing. For writes that
+        reach the index later, through a log: another write may still fix a kind first."""
+        with self.write_lock:
+            self._attrs.prepare(list(attributes))
+
     def clear(self) -> None:
         """Remove every item and forget the versions of deleted ones (an index rebuilt from
         a new log). Capacity, schema and field kinds stay."""

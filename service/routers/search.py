@@ -18,6 +18,7 @@ from service.models import (
     SearchResponse,
 )
 from service.validate import to_query
+from service.writes import parse_after, wait_for_offsets
 
 router = APIRouter(prefix="/v1", tags=["search"], responses=ERROR_RESPONSES)
 
@@ -42,6 +43,8 @@ async def search(body: SearchRequest, state: StateDep) -> Response:
     t0 = time.perf_counter()
     index, batcher = state.require()
     query = to_query(body, index.dim, state.settings, "body.")
+    if body.after:
+        await wait_for_offsets(state.ingester, parse_after(body.after, "body."), body.wait_ms)
     try:
         (hits,) = await batcher.search([query])
     except Exception as e:
@@ -60,6 +63,17 @@ async def search_batch(body: BatchSearchRequest, state: StateDep) -> Response:
         to_query(q, index.dim, state.settings, f"body.queries[{i}].")
         for i, q in enumerate(body.queries)
     ]
+    # One wait for the whole batch: every query's `after` and the batch's own, the longest
+    # wait_ms among those that asked.
+    after = parse_after(body.after or {}, "body.")
+    waits = [body.wait_ms] if body.after else []
+    for i, q in enumerate(body.queries):
+        if q.after:
+            for p, o in parse_after(q.after, f"body.queries[{i}].").items():
+                after[p] = max(after.get(p, -1), o)
+            waits.append(q.wait_ms)
+    if after:
+        await wait_for_offsets(state.ingester, after, max(waits))
     try:
         hits = await batcher.search(queries)
     except Exception as e:

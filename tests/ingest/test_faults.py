@@ -70,7 +70,7 @@ def test_broker_restarting_empty_with_the_topic_recreated(
         IngestSettings(
             bootstrap=own_broker.bootstrap,
             topic=topic,
-            on_log_reset=policy,
+            on_log_reset="stop" if policy == "stop" else "rebuild",
             snapshot_dir=tmp_path / "snaps",
             snapshot_every_s=0.2,
             retry_backoff_s=0.1,
@@ -116,6 +116,7 @@ def test_a_snapshot_with_flipped_bytes_is_never_loaded(
     unchanged). Loading skips it for the older one, and replaying the log from there gives
     exactly the one-message-at-a-time state of the whole log."""
     x = random_vectors(400, D, seed=5)
+    msgs: list[tuple[bytes, bytes | None]]
     msgs = [encode_upsert(i % 150, x[i], {"n": i}, version=i) for i in range(400)]
     msgs += [encode_delete(i, version=1000 + i) for i in range(0, 150, 7)]
     records = [Record(0, i, k, v) for i, (k, v) in enumerate(msgs)]

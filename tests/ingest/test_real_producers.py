@@ -14,7 +14,7 @@ the broker reports: aborted records must not be applied wherever it marks them a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def producer(broker: Broker, **conf: Any) -> Any:
     return confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, **conf})
 
 
-def produce_all(p: Any, topic: str, msgs: list[tuple[bytes | None, bytes | None]]) -> list[Any]:
+def produce_all(p: Any, topic: str, msgs: Sequence[tuple[bytes | None, bytes | None]]) -> list[Any]:
     """Send and wait for every delivery report; returns the delivered messages (offsets)."""
     delivered: list[Any] = []
     errors: list[Any] = []

@@ -102,7 +102,8 @@ def test_random_writes_match_a_model(rng: np.random.Generator, tmp_path, id_kind
                 cur = model.get(k)
                 ok = cur is not None and not (v is not None and cur[2] is not None and v < cur[2])
                 assert removed[j] == ok, (step, j, k)
-                known = [x for x in (v, gone.get(k), cur[2] if ok else None) if x is not None]
+                had = cur[2] if ok and cur is not None else None
+                known = [x for x in (v, gone.get(k), had) if x is not None]
                 if (ok or cur is None) and known:
                     gone[k] = max(known)
                 if ok:
