@@ -76,7 +76,9 @@ class DeadLetters:
                 client_id=self._client_id,
                 acks="all",
                 linger_ms=20,
-                max_block_ms=10_000,
+                # send() blocks the ingest thread while it waits for T.dlq's metadata (a
+                # missing topic, a broker away): briefly, then the letter is kept and retried.
+                max_block_ms=2_000,
             )
         return self._producer
 
