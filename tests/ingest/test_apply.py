@@ -150,3 +150,22 @@ def test_an_error_that_is_not_invalid_input_stops_the_batch_where_it_happened(
     assert isinstance(out.error, ValueError) and "internal check" in str(out.error)
     assert out.ops_done == 2 and batch.ops[out.ops_done].record.offset == 3
     assert 0 not in index and not out.rejected
+
+
+def test_a_null_attribute_is_dead_lettered_naming_the_field() -> None:
+    index = linr.Index(D, device="cpu")
+    v = np.ones(D, np.float32)
+    records = [
+        Record(0, 0, *encode_upsert(1, v, {"lang": "en"})),
+        Record(
+            0,
+            1,
+            b"2",
+            json.dumps({"id": 2, "vector": [1.0] * D, "attributes": {"lang": None}}).encode(),
+        ),
+        Record(0, 2, *encode_upsert(3, v, {"lang": "fr"})),
+    ]
+    out = apply(index, decode(records, D))
+    assert [r.record.offset for r in out.rejected] == [1]
+    assert "'lang' is null" in out.rejected[0].error
+    assert sorted(index.ids()) == [1, 3]

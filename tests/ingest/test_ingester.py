@@ -226,17 +226,22 @@ def test_broker_outage_keeps_searches_and_resumes(
     index = linr.Index(D, device="cpu")
     ing = start(started, index, broker, topic)
     wait_for(lambda: ing.ready, what="ready")
+    assert ing.stats()["outages"] == 0 and ing.stats()["connected"]
     broker.pause()
     try:
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 3.0:  # searches keep being served from the index
-            assert len(index.search(x[:2], k=5).ids[0]) == 5
+        while ing.stats()["outages"] == 0:  # noticed within a log check and its timeout
+            assert time.monotonic() - t0 < 15, "the outage was not noticed"
+            assert len(index.search(x[:2], k=5).ids[0]) == 5  # searches keep being served
             time.sleep(0.1)
+        stats = ing.stats()
+        assert stats["errors"] >= 1 and not stats["connected"] and stats["last_error"]
         assert ing.ready  # once caught up, an outage does not make the index unready
     finally:
         broker.resume()
     sender.send_all([encode_upsert(i, x[i]) for i in range(20, 40)])
     wait_for(lambda: len(index) == 40, timeout_s=60, what="items produced after the outage")
+    assert ing.stats()["outages"] == 1 and ing.stats()["connected"]
 
 
 def test_waits_for_a_missing_topic(broker: Broker, started: list[Ingester]) -> None:
