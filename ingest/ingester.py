@@ -39,6 +39,8 @@ import numpy as np
 from ingest import snapshots
 from ingest.apply import apply
 from ingest.dlq import DeadLetters
+from ingest.freshness import Window
+from ingest.group_commit import GroupCommitter
 from ingest.log_identity import LogIdentity, cached_topic_id, read_identity, reset_reason
 from ingest.messages import decode
 from ingest.settings import IngestSettings
@@ -60,32 +62,6 @@ _LOG_CHECK_TIMEOUT_MS = 3_000
 
 class LogReset(Exception):
     """The broker's log is not the one the index holds (see ingest/log_identity.py)."""
-
-
-class _Window:
-    """The last `size` freshness samples (ms), for percentiles."""
-
-    def __init__(self, size: int) -> None:
-        self._buf = np.zeros(size, np.float64)
-        self._n = 0
-
-    def add(self, values: np.ndarray) -> None:
-        values = values[-len(self._buf) :]
-        pos = self._n % len(self._buf)
-        first = min(len(values), len(self._buf) - pos)
-        self._buf[pos : pos + first] = values[:first]
-        self._buf[: len(values) - first] = values[first:]
-        self._n += len(values)
-
-    def samples(self) -> np.ndarray:
-        return self._buf[: min(self._n, len(self._buf))].copy()
-
-    def percentiles(self) -> dict[str, float | None]:
-        n = min(self._n, len(self._buf))
-        if n == 0:
-            return {"p50": None, "p99": None}
-        p50, p99 = np.percentile(self._buf[:n], [50, 99])
-        return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
 
 
 class Ingester:
@@ -111,7 +87,7 @@ class Ingester:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Any = None
-        self._committer: Any = None
+        self._committer = GroupCommitter(settings)
         self._tps: list[Any] = []
         self._targets: dict[int, int] = {}  # partition -> log end first seen (readiness)
         self._highwater: dict[int, int] = {}
@@ -122,7 +98,7 @@ class Ingester:
             settings.topic,
             f"{settings.client_id}-dlq",
         )
-        self._fresh = _Window(settings.freshness_window)
+        self._fresh = Window(settings.freshness_window)
         self.applied = 0
         self.ignored_stale = 0
         self.dead_lettered = 0
@@ -140,7 +116,6 @@ class Ingester:
         self.rebuilds = 0
         self._since_snapshot = 0
         self._last_snapshot_t = time.monotonic()
-        self._last_commit_t = 0.0
         self._last_log_check = 0.0
 
     # ---- public ------------------------------------------------------------------------
@@ -210,7 +185,7 @@ class Ingester:
         self._dlq.flush(timeout_s=min(timeout_s, 10.0))
         if final_snapshot and self.settings.snapshot_dir is not None and self.stopped is None:
             self._try_snapshot()
-        self._commit(force=True)
+        self._committer.commit(self._offsets, force=True)
         self._close_clients()
         self._dlq.close()
 
@@ -382,7 +357,7 @@ class Ingester:
             if self._ready:
                 log.info("caught up with the log end seen at start: %s", self._targets)
         self._maybe_snapshot()
-        self._commit()
+        self._committer.commit(self._offsets)
 
     def _yield_to_searches(self) -> None:
         """Wait, at most `yield_to_searches_ms`, for searches running now to finish: ingest
@@ -452,40 +427,11 @@ class Ingester:
                 self.last_snapshot_error,
             )
 
-    def _commit(self, force: bool = False) -> None:
-        """Commit applied offsets to the consumer group, for lag monitoring only."""
-        s = self.settings
-        if s.group is None or not self._offsets:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_commit_t < s.commit_every_s:
-            return
-        self._last_commit_t = now
-        try:
-            from kafka import KafkaConsumer, TopicPartition
-            from kafka.structs import OffsetAndMetadata
-
-            if self._committer is None:
-                self._committer = KafkaConsumer(
-                    bootstrap_servers=s.bootstrap.split(","),
-                    client_id=f"{s.client_id}-commit",
-                    group_id=s.group,
-                    enable_auto_commit=False,
-                )
-            self._committer.commit(
-                {
-                    TopicPartition(s.topic, p): OffsetAndMetadata(o, "", -1)
-                    for p, o in self._offsets.items()
-                }
-            )
-        except Exception as e:  # noqa: BLE001 - monitoring only; never stops ingestion
-            log.warning("group commit failed: %s", e)
-
     def _close_clients(self) -> None:
-        for c in (self._consumer, self._committer):
-            if c is not None:
-                try:
-                    c.close(autocommit=False)
-                except Exception as e:  # noqa: BLE001
-                    log.debug("closing a consumer: %s", e)
-        self._consumer = self._committer = None
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception as e:  # noqa: BLE001
+                log.debug("closing a consumer: %s", e)
+        self._consumer = None
+        self._committer.close()
