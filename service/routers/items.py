@@ -61,11 +61,12 @@ async def _writer(state: StateDep) -> KafkaWriter | None:
     return await run_in_threadpool(state.writer)
 
 
-def _check_attributes(state: StateDep, attributes: list[Any], where: Any) -> None:
-    """What the index would refuse, refused now (422) rather than dead-lettered later."""
+async def _check_attributes(state: StateDep, attributes: list[Any], where: Any) -> None:
+    """What the index would refuse, refused now (422) rather than dead-lettered later. On a
+    thread: it waits for the index's writer lock, which an ingest batch holds."""
     index, _ = state.require()
     try:
-        index.check_attributes(attributes)
+        await run_in_threadpool(index.check_attributes, attributes)
     except Exception as e:
         err = index_error(e)
         if isinstance(err, ApiError) and (m := _ITEM.match(err.message)):
@@ -92,7 +93,7 @@ async def put_item(state: StateDep, body: ItemBody, item_id: str = IdPath) -> Re
     if writer is not None:
         from ingest.messages import encode_upsert
 
-        _check_attributes(state, [body.attributes], lambda _: "body.attributes")
+        await _check_attributes(state, [body.attributes], lambda _: "body.attributes")
         p, o = await writer.send(*encode_upsert(iid, vec[0], body.attributes, body.version))
         return json_response({"id": iid, "position": _position(p, o)})
     versions = None if body.version is None else [body.version]
@@ -157,7 +158,7 @@ async def bulk_upsert(state: StateDep, body: BulkRequest) -> Response:
     if writer is not None:
         from ingest.messages import encode_upsert
 
-        _check_attributes(state, attrs, lambda i: f"body.items[{i}].attributes")
+        await _check_attributes(state, attrs, lambda i: f"body.items[{i}].attributes")
         sent = await asyncio.gather(
             *(
                 writer.send(*encode_upsert(iid, vecs[i], attrs[i], items[i].version))
