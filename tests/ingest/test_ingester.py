@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,9 @@ import pytest
 import torch
 
 import linr
-from ingest import Ingester, IngestSettings, snapshots
+from ingest import Ingester, snapshots
 from ingest.messages import encode_delete, encode_upsert
-from tests.ingest.conftest import Broker, Sender, random_vectors, read_topic, wait_for
+from tests.ingest.conftest import Broker, Sender, random_vectors, read_topic, start, wait_for
 
 D = 16
 LANGS = ["en", "fr", "de", "ja"]
@@ -22,24 +21,6 @@ LANGS = ["en", "fr", "de", "ja"]
 
 def attrs_of(i: int) -> dict[str, Any]:
     return {"lang": LANGS[i % 4], "ts": 1000 + i, "tags": ["a"] if i % 3 == 0 else ["b"]}
-
-
-@pytest.fixture
-def started() -> Iterator[list[Ingester]]:
-    """Ingesters a test starts; stopped (without snapshot) even when the test fails."""
-    running: list[Ingester] = []
-    yield running
-    for ing in running:
-        ing.stop(final_snapshot=False)
-
-
-def start(
-    started: list[Ingester], index: linr.Index, broker: Broker, topic: str, **kw: Any
-) -> Ingester:
-    ing = Ingester(index, IngestSettings(bootstrap=broker.bootstrap, topic=topic, **kw))
-    ing.start()
-    started.append(ing)
-    return ing
 
 
 def exact_ids(x: np.ndarray, ids: list[int], q: np.ndarray, k: int, keep: np.ndarray) -> list:

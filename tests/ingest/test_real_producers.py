@@ -14,7 +14,7 @@ the broker reports: aborted records must not be applied wherever it marks them a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +22,13 @@ import numpy as np
 import pytest
 
 import linr
-from ingest import Ingester, IngestSettings, snapshots
+from ingest import Ingester, snapshots
 from ingest.messages import encode_delete, encode_upsert
-from tests.ingest.conftest import Broker, random_vectors, read_topic, wait_for
+from tests.ingest.conftest import Broker, random_vectors, read_topic, start, wait_for
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
 D = 8
-
-
-@pytest.fixture
-def started() -> Iterator[list[Ingester]]:
-    running: list[Ingester] = []
-    yield running
-    for ing in running:
-        ing.stop(final_snapshot=False)
-
-
-def start(
-    started: list[Ingester], index: linr.Index, broker: Broker, topic: str, **kw: Any
-) -> Ingester:
-    ing = Ingester(index, IngestSettings(bootstrap=broker.bootstrap, topic=topic, **kw))
-    ing.start()
-    started.append(ing)
-    return ing
 
 
 def producer(broker: Broker, **conf: Any) -> Any:

