@@ -279,6 +279,8 @@ class Ingester:
         )
         try:
             parts = consumer.partitions_for_topic(s.topic)
+            if not parts and self._identity is not None and self._offsets:
+                raise LogReset(f"topic {s.topic!r} is gone: the broker has no such topic")
             if not parts:
                 raise RuntimeError(f"topic {s.topic!r} does not exist (yet)")
             wanted = s.partitions if s.partitions is not None else sorted(parts)

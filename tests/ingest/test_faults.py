@@ -81,7 +81,9 @@ def test_broker_restarting_empty_with_the_topic_recreated(
     if policy == "stop":
         wait_for(lambda: ing.stats()["stopped"] is not None, what="ingestion to stop")
         stats = ing.stats()
-        assert "recreated" in stats["stopped"] and not ing.ready and not stats["ready"]
+        # Seen gone (no such topic) or recreated (a new topic id), as the timing falls.
+        assert "recreated" in stats["stopped"] or "gone" in stats["stopped"]
+        assert not ing.ready and not stats["ready"]
         assert sorted(index.ids()) == list(range(300))  # still serving the old index
     else:
         wait_for(lambda: ing.caught_up({0: new[-1].offset}), what="the rebuild")
