@@ -6,8 +6,9 @@
 
 1. Ingest rate: a topic preloaded with N upserts (D=128, vector_b64, two small attributes)
    is read into an empty index, from start to caught up; the median of --repeats runs after
-   a warm-up. The same for JSON-list vectors. Baseline in the same run: kafka-python alone
-   reading the same topic (poll only), the ceiling the client library sets.
+   a warm-up. The same with the topic's batches lz4-compressed (as Java and librdkafka
+   producers are often set up), and for JSON-list vectors. Baseline in the same run:
+   kafka-python alone reading the same topic (poll only), the ceiling the client sets.
 2. Freshness and search latency: an index of --search-n items serves single-vector k=10
    queries at --qps: on a quiet machine; while a separate process streams --stream-rate
    upserts/s to a topic nobody reads (the load of the producer and the broker, which share
@@ -53,12 +54,24 @@ from ingest.topics import ensure_topic  # noqa: E402
 LANGS = ["en", "fr", "de", "ja"]
 
 
-def preload(bootstrap: str, topic: str, x: np.ndarray, b64: bool, id0: int = 0) -> float:
-    """Produce one upsert per row of x; returns messages/s."""
+def preload(
+    bootstrap: str,
+    topic: str,
+    x: np.ndarray,
+    b64: bool,
+    compression: str | None = None,
+    id0: int = 0,
+) -> float:
+    """Produce one upsert per row of x (batches compressed with `compression`, e.g. lz4);
+    returns messages/s."""
     from kafka import KafkaProducer
 
     p = KafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20, max_request_size=1 << 24
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        batch_size=1 << 20,
+        max_request_size=1 << 24,
+        compression_type=compression,
     )
     t = time.perf_counter()
     for i in range(x.shape[0]):
@@ -108,11 +121,12 @@ def consume_only(bootstrap: str, topic: str, n: int) -> float:
 
 def rate_section(args: argparse.Namespace, bootstrap: str, rows: list[dict[str, Any]]) -> None:
     rng = np.random.default_rng(0)
-    for fmt, n in (("b64", args.n), ("json", args.json_n)):
+    for fmt, n in (("b64", args.n), ("b64_lz4", args.n), ("json", args.json_n)):
         topic = f"bench-rate-{fmt}-{time.time_ns()}"
         ensure_topic(bootstrap, topic, 2)
         x = rng.standard_normal((n, args.dim), dtype=np.float32)
-        prate = preload(bootstrap, topic, x, fmt == "b64")
+        lz4 = "lz4" if fmt.endswith("lz4") else None
+        prate = preload(bootstrap, topic, x, fmt.startswith("b64"), lz4)
         ingest_once(bootstrap, topic, args.dim)  # warm-up
         runs = [ingest_once(bootstrap, topic, args.dim) for _ in range(args.repeats)]
         assert all(count == n for _, count in runs), runs
@@ -120,7 +134,7 @@ def rate_section(args: argparse.Namespace, bootstrap: str, rows: list[dict[str, 
         base = n / statistics.median(consume_only(bootstrap, topic, n) for _ in range(2))
         med = statistics.median(rates)
         print(
-            f"ingest {fmt:<4} N={n:,} D={args.dim}: {med:,.0f} upserts/s "
+            f"ingest {fmt:<7} N={n:,} D={args.dim}: {med:,.0f} upserts/s "
             f"(runs {', '.join(f'{r:,.0f}' for r in rates)}); kafka-python alone "
             f"{base:,.0f} records/s; ingest/client {med / base:.2f}; "
             f"(preload produced {prate:,.0f}/s)"

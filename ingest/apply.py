@@ -39,6 +39,10 @@ class Outcome:
     applied: int = 0  # messages now in effect (or overwritten by a later one in the batch)
     ignored_stale: int = 0  # messages ignored because their version was below the item's
     rejected: list[Rejected] = field(default_factory=list)  # for the dead-letter topic
+    # A failure that is no message's fault (a bug, out of memory) stops the batch: `ops_done` ops
+    # (a prefix of batch.ops) are in effect, the rest are not and must be read again.
+    error: BaseException | None = None
+    ops_done: int = 0
 
 
 @dataclass
@@ -64,21 +68,40 @@ class _Run:
 
 
 def apply(index: Index, batch: Decoded) -> Outcome:
-    """Apply `batch` to `index`, no other writer between its messages."""
+    """Apply `batch` to `index`, no other writer between its messages. Never raises: a
+    failure that is no message's fault is returned in `Outcome.error`, with how far the
+    batch got."""
     out = Outcome()
     run = _Run()
     with index.write_batch():
         if all(op.kind == "upsert" for op in batch.ops):  # the common case: one run
             run.upserts = batch.ops
-            _flush(index, batch, run, out)
+            _flush_counted(index, batch, run, out)
             return out
         for op in batch.ops:
             if not run.add(op):
-                _flush(index, batch, run, out)
+                if not _flush_counted(index, batch, run, out):
+                    return out
                 run = _Run()
                 run.add(op)
-        _flush(index, batch, run, out)
+        _flush_counted(index, batch, run, out)
     return out
+
+
+def _flush_counted(index: Index, batch: Decoded, run: _Run, out: Outcome) -> bool:
+    """Apply one run; False (with out.error set, and the run's dead letters dropped, as its
+    messages will be read again) when it failed systemically. The ops of a run that failed
+    halfway may be applied again when read again: the same writes in the same order, so the
+    index ends as if they had been applied once."""
+    n_rejected = len(out.rejected)
+    try:
+        _flush(index, batch, run, out)
+    except Exception as e:  # noqa: BLE001 - InvalidInput never gets here (see _upsert)
+        out.error = e
+        del out.rejected[n_rejected:]
+        return False
+    out.ops_done += len(run.upserts) + len(run.deletes)
+    return True
 
 
 def _resolve(index: Index, ops: list[Op], out: Outcome) -> list[tuple[Op, int | str]]:

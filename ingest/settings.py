@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -44,6 +45,14 @@ class IngestSettings(BaseModel):
     snapshot_every_s: float = Field(default=30.0, gt=0)
     snapshot_every_messages: int = Field(default=100_000, ge=1)
     snapshot_keep: int = Field(default=2, ge=1, description="Newest snapshots kept on disk.")
+    snapshot_retry_s: float = Field(
+        default=5.0, gt=0, description="Longest wait before retrying a snapshot that failed."
+    )
+    on_log_reset: Literal["stop", "rebuild"] = Field(
+        default="stop",
+        description="When the topic the index was built from is gone or recreated: stop "
+        "ingesting (and say why), or rebuild the index from the new log's beginning.",
+    )
     dlq_topic: str | None = Field(default=None, description="Dead-letter topic; None: T.dlq.")
     max_batch: int = Field(default=_MAX_BATCH, ge=1, description="Records applied per batch.")
     poll_timeout_ms: int = Field(default=_POLL_TIMEOUT_MS, ge=1)

@@ -5,19 +5,23 @@ valid snapshot and replay the log from its offsets. A snapshot is written into a
 temporary directory, every file and the directory are fsynced, and only then is it renamed
 to its final name `snap-<seq>`; a rename is atomic, so a crash leaves either the complete
 snapshot or a `.tmp-*` directory that loading ignores and the next write removes. Each
-snapshot also lists its files' sizes in `snapshot.json`; one that does not match (a copy cut
-short, a file system that lost writes) is skipped and the one before it is loaded, which
-is why the newest two are kept.
+snapshot lists its files' sizes and SHA-256 digests in `snapshot.json`; one whose files do
+not match (a copy cut short, a file system that lost or flipped bits) is never loaded: the
+one before it is, which is why the newest two are kept, or else nothing (a full replay).
 
 Layout:
 
-    SNAPSHOT_DIR/snap-0000000042/manifest.json        index manifest; extra.offsets
+    SNAPSHOT_DIR/snap-0000000042/manifest.json        index manifest; extra.offsets, extra.log
     SNAPSHOT_DIR/snap-0000000042/tensors.safetensors
-    SNAPSHOT_DIR/snap-0000000042/snapshot.json         {"seq", "offsets", "files": {name: size}}
+    SNAPSHOT_DIR/snap-0000000042/snapshot.json         {"seq", "topic", "offsets", "log",
+                                                        "files": {name: {"size", "sha256"}}}
+
+`log` identifies the log the offsets belong to (see ingest/log_identity.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -37,6 +41,7 @@ _PREFIX = "snap-"
 _TMP_PREFIX = ".tmp-snap-"
 _NAME = re.compile(r"^snap-(\d{10})$")
 _INFO = "snapshot.json"
+_HASH_CHUNK = 4 << 20
 # Test hook: seconds to pause after the files are written and before they are made durable
 # and renamed, so that a test can kill the process in the middle of a snapshot.
 _DEBUG_DELAY_ENV = "LINR_INGEST_DEBUG_SNAPSHOT_DELAY_S"
@@ -59,6 +64,14 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_snapshot(
     index: Index,
     snapshot_dir: str | Path,
@@ -66,6 +79,7 @@ def write_snapshot(
     *,
     topic: str | None = None,
     keep: int = 2,
+    log_identity: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `index` with the offsets it includes (partition -> next offset to apply) as a
     new snapshot, atomically; keep the newest `keep` snapshots. Returns the snapshot's path.
@@ -82,11 +96,26 @@ def write_snapshot(
     if tmp.exists():
         shutil.rmtree(tmp)
     offs = {str(int(p)): int(o) for p, o in sorted(offsets.items())}
-    extra = {"offsets": offs, "topic": topic, "snapshot_seq": seq, "written_at": time.time()}
-    index.save(tmp, extra=extra)
-    files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
-    info = {"seq": seq, "topic": topic, "offsets": offs, "files": files}
-    (tmp / _INFO).write_text(json.dumps(info, indent=1))
+    ident = dict(log_identity) if log_identity is not None else None
+    extra = {
+        "offsets": offs,
+        "topic": topic,
+        "log": ident,
+        "snapshot_seq": seq,
+        "written_at": time.time(),
+    }
+    try:
+        index.save(tmp, extra=extra)
+        files = {
+            p.name: {"size": p.stat().st_size, "sha256": sha256_of(p)}
+            for p in sorted(tmp.iterdir())
+            if p.is_file()
+        }
+        info = {"seq": seq, "topic": topic, "offsets": offs, "log": ident, "files": files}
+        (tmp / _INFO).write_text(json.dumps(info, indent=1))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk: give the space back now
+        raise
     delay = float(os.environ.get(_DEBUG_DELAY_ENV, "0") or 0)
     if delay > 0:
         time.sleep(delay)
@@ -109,18 +138,25 @@ def _prune(d: Path, keep: int) -> None:
 
 
 def check_snapshot(path: Path) -> dict[str, Any]:
-    """The snapshot's info if its files are all there with the sizes it recorded; raises
-    ValueError naming what is wrong otherwise."""
+    """The snapshot's info if its files are all there with the sizes and SHA-256 digests it
+    recorded; raises ValueError naming what is wrong otherwise."""
     info_path = path / _INFO
     if not info_path.is_file():
         raise ValueError(f"{path} has no {_INFO}")
     info: dict[str, Any] = json.loads(info_path.read_text())
-    for name, size in info["files"].items():
+    for name, want in info["files"].items():
         f = path / name
         if not f.is_file():
             raise ValueError(f"{path}: {name} is missing")
+        size = want["size"] if isinstance(want, dict) else want  # older snapshots: size only
         if f.stat().st_size != size:
             raise ValueError(f"{path}: {name} has {f.stat().st_size} bytes, expected {size}")
+        if not isinstance(want, dict):
+            log.warning("%s: %s has no recorded SHA-256 (an older snapshot)", path, name)
+            continue
+        got = sha256_of(f)
+        if got != want["sha256"]:
+            raise ValueError(f"{path}: {name} has SHA-256 {got}, expected {want['sha256']}")
     return info
 
 

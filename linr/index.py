@@ -19,7 +19,7 @@ import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from linr.attributes import AttributeStore
+from linr.deleted import DeletedVersions
 from linr.errors import InvalidInput
 from linr.filters import filter_to_json, parse_filter
 from linr.ids import Id, IdMap
@@ -100,6 +101,7 @@ class _Parts:
     versions: np.ndarray | None  # int64 [capacity], allocated on the first versioned write
     n_rows: int  # rows [0, n_rows) have been used; the scan stops there
     free: list[int]  # deleted rows, reused first
+    deleted: DeletedVersions = field(default_factory=DeletedVersions)  # of deleted ids
 
 
 class Index:
@@ -140,6 +142,7 @@ class Index:
         self._store, self._attrs, self._ids = _parts.store, _parts.attrs, _parts.ids
         self._valid, self._versions = _parts.valid, _parts.versions
         self._n_rows, self._free = _parts.n_rows, _parts.free
+        self._deleted = _parts.deleted  # versions of deleted ids (linr/deleted.py)
         self._scanner = Scanner(self._store, metric, scan_bytes)
         self.lock = threading.RLock()  # searches and reads; writers while changing tensors
         self.write_lock = threading.RLock()  # writers and save, one at a time; before `lock`
@@ -375,6 +378,10 @@ class Index:
                         else [id_arr[i] for i in pos.tolist()]
                     )
                     self._ids.insert(new_ids, rows[new], kind)
+                    if len(self._deleted):
+                        self._deleted.forget(
+                            new_ids.tolist() if isinstance(new_ids, np.ndarray) else new_ids
+                        )
                 if vers is not None and self._versions is None:
                     self._versions = np.full(self.capacity, _NO_VERSION, np.int64)
                 if self._versions is not None:
@@ -394,6 +401,9 @@ class Index:
             hit = rows >= 0
             stored[hit] = self._versions[rows[hit]]
         keys = ids.tolist() if isinstance(ids, np.ndarray) else ids
+        if len(self._deleted) and vers is not None:  # a deleted id keeps its last version
+            miss = np.nonzero(rows < 0)[0]
+            stored[miss] = self._deleted.versions([keys[i] for i in miss.tolist()])
         if len(set(keys)) == n:  # the common case, vectorized
             if vers is None:
                 return np.arange(n), np.ones(n, bool)
@@ -437,20 +447,27 @@ class Index:
             id_arr, kind = self._ids.normalize(ids)
             n = len(id_arr)
             vers = self._check_versions(versions, n)
-            if n == 0 or self._ids.kind != kind:
-                return np.zeros(n, bool)
             keys = id_arr.tolist() if isinstance(id_arr, np.ndarray) else id_arr
             first: dict[Any, int] = {}
             for i, key in enumerate(keys):
                 first.setdefault(key, i)
+            if n == 0 or self._ids.kind != kind:
+                if vers is not None and self._ids.kind is None:  # nothing written yet
+                    self._deleted.remember(list(first), vers[list(first.values())])
+                return np.zeros(n, bool)
             pos = np.fromiter(first.values(), np.int64, len(first))
             uniq = id_arr[pos] if isinstance(id_arr, np.ndarray) else [id_arr[i] for i in pos]
             rows = self._ids.lookup(uniq)
             ok = rows >= 0
-            if vers is not None and self._versions is not None:
-                v = vers[pos]
-                cur = self._versions[np.maximum(rows, 0)]
+            v = vers[pos] if vers is not None else np.full(len(pos), _NO_VERSION, np.int64)
+            cur = np.full(len(pos), _NO_VERSION, np.int64)
+            if self._versions is not None:
+                cur = np.where(ok, self._versions[np.maximum(rows, 0)], _NO_VERSION)
                 ok &= ~((v != _NO_VERSION) & (cur != _NO_VERSION) & (v < cur))
+            keys_u = uniq.tolist() if isinstance(uniq, np.ndarray) else uniq
+            absent = np.nonzero(rows < 0)[0].tolist()
+            if vers is not None and absent:  # a versioned delete of an absent id: remembered
+                self._deleted.remember([keys_u[i] for i in absent], v[absent])
             removed = np.zeros(n, bool)
             removed[pos[ok]] = True
             if not ok.any():
@@ -464,10 +481,28 @@ class Index:
                 self._valid[rows_t.to(self.device)] = False
                 self._attrs.clear(rows_t)
                 self._ids.remove(gone, rows)
+                self._deleted.remember(
+                    gone.tolist() if isinstance(gone, np.ndarray) else gone,
+                    np.maximum(cur[ok], v[ok]),
+                )
                 if self._versions is not None:
                     self._versions[rows] = _NO_VERSION
                 self._free.extend(rows.tolist())
                 return removed
+
+    def check_attributes(self, attributes: Sequence[Mapping[str, Any] | None]) -> None:
+        """Raise InvalidInput naming the item and field if an upsert of `attributes` would be
+        refused now (a kind clash, a bad name, a null); changes nothing. For writes that
+        reach the index later, through a log: another write may still fix a kind first."""
+        with self.write_lock:
+            self._attrs.prepare(list(attributes))
+
+    def clear(self) -> None:
+        """Remove every item and forget the versions of deleted ones (an index rebuilt from
+        a new log). Capacity, schema and field kinds stay."""
+        with self.write_lock:
+            self.delete(self.ids())
+            self._deleted.clear()
 
     # ---- reads ---------------------------------------------------------------------------
     def _row_of(self, id_: object) -> int:
@@ -628,6 +663,8 @@ class Index:
             tensors["valid"] = self._valid[:n]
             if self._versions is not None:
                 tensors["versions"] = torch.from_numpy(self._versions[:n])
+            for name, arr in self._deleted.to_state().items():
+                tensors[name] = torch.from_numpy(arr)
             for name, arr in self._ids.to_state(n).items():
                 tensors[name] = torch.from_numpy(arr)
             attr_tensors, attr_meta = self._attrs.state_dict()
@@ -683,6 +720,9 @@ class Index:
             versions,
             n,
             list(manifest.get("free_rows", [])),
+            DeletedVersions.from_state(
+                {k: v.numpy() for k, v in tensors.items() if k.startswith("deleted.")}
+            ),
         )
         idx = cls(
             manifest["dim"],

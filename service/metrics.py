@@ -88,7 +88,8 @@ def _num(x: Any) -> float | None:
 
 
 def _ingest_metrics(ing: dict[str, Any]) -> Iterator[Metric]:
-    for key in ("applied", "ignored_stale", "dead_lettered", "errors"):
+    counts = ("applied", "ignored_stale", "dead_lettered", "errors", "outages", "rebuilds")
+    for key in (*counts, "snapshot_errors"):
         v = _num(ing.get(key))
         if v is not None:
             yield GaugeMetricFamily(f"linr_ingest_{key}", f"Ingester count: {key}.", v)

@@ -68,7 +68,7 @@ AttrValue = (
     | Annotated[int, Strict()]
     | Finite
 )
-# null means absent, as in the JSON Lines attributes of docs/cli.md.
+# null is taken here so that the index's refusal names the field (linr/attributes/prepare.py).
 Attributes = Annotated[
     dict[FieldName, AttrValue | None], Field(json_schema_extra={"additionalProperties": False})
 ]
@@ -91,7 +91,24 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SearchRequest(_Body):
+# Read your writes (service/writes.py): partition (decimal text) -> offset of a record.
+After = Annotated[
+    dict[str, Annotated[int, Strict(), Field(ge=0, le=_INT63)]],
+    Field(max_length=65536, examples=[{"0": 41}]),
+]
+WaitMs = Annotated[int, Strict(), Field(ge=0, le=10_000), BeforeValidator(_integral)]
+
+
+class _AfterFields(BaseModel):
+    after: After | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Search once the index has applied these records ({partition: offset}, "
+        "as a write answered); 504 not_caught_up after wait_ms.",
+    )
+    wait_ms: WaitMs = Field(default=1000, description="Longest wait for `after`, in ms.")
+
+
+class SearchRequest(_Body, _AfterFields):
     # Exactly one of vector / vectors; `aggregate` only with `vectors`. Said in the schema
     # too (oneOf), so clients and fuzzers know it.
     model_config = ConfigDict(
@@ -155,7 +172,7 @@ class SearchResponse(BaseModel):
     took_ms: float
 
 
-class BatchSearchRequest(_Body):
+class BatchSearchRequest(_Body, _AfterFields):
     queries: Annotated[list[SearchRequest], Field(min_length=1, max_length=MAX_BATCH_QUERIES)]
 
 
@@ -180,6 +197,11 @@ class BulkRequest(_Body):
     items: Annotated[list[BulkItem], Field(min_length=1, max_length=MAX_BULK_ITEMS)]
 
 
+class Position(BaseModel):
+    partition: int
+    offset: int
+
+
 class UpsertResponse(BaseModel):
     id: int | str
     created: bool
@@ -201,6 +223,20 @@ class ItemResponse(BaseModel):
 class DeleteResponse(BaseModel):
     id: int | str
     deleted: bool
+    position: Position | None = Field(default=None, description="With Kafka: the tombstone's.")
+
+
+class WriteResponse(BaseModel):
+    """With Kafka: the write is in the log, at `position`."""
+
+    id: int | str
+    position: Position
+
+
+class BulkWriteResponse(BaseModel):
+    upserted: int
+    positions: list[Position]
+    after: dict[str, int] = Field(description="The highest offset per partition: for `after`.")
 
 
 class StatsResponse(BaseModel):

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     )
     snapshot_every_s: float = Field(default=30.0, gt=0)
     snapshot_every_messages: int = Field(default=100_000, ge=1)
+    on_log_reset: Literal["stop", "rebuild"] = Field(
+        default="stop",
+        description="When the topic the index was built from is gone or recreated: stop "
+        "ingesting (/readyz 503 says why; searches go on) or rebuild from the new log.",
+    )
 
     api_key: SecretStr | None = Field(
         default=None, description="Bearer token required on /v1 (prefer LINR_API_KEY)."

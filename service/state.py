@@ -20,6 +20,7 @@ from service.settings import Settings
 
 if TYPE_CHECKING:
     from ingest import Ingester
+    from service.writes import KafkaWriter
 
 log = logging.getLogger("linr.service")
 
@@ -71,6 +72,8 @@ class AppState:
         self.ingester: Ingester | None = None
         self.offsets: dict[int, int] | None = None
         self.load_error: str | None = None
+        self._writer: KafkaWriter | None = None
+        self._writer_lock = threading.Lock()
         self._given = index
         self._loader: threading.Thread | None = None
         self._closed = threading.Event()
@@ -123,6 +126,7 @@ class AppState:
                 snapshot_dir=s.snapshot_dir,
                 snapshot_every_s=s.snapshot_every_s,
                 snapshot_every_messages=s.snapshot_every_messages,
+                on_log_reset=s.on_log_reset,
             ),
         )
         ing.start()
@@ -136,6 +140,8 @@ class AppState:
             self._loader.join()
         if self.batcher is not None:
             self.batcher.stop()  # first: HTTP writes still queued reach the final snapshot
+        if self._writer is not None:
+            self._writer.close()
         if self.ingester is not None:
             self.ingester.stop(final_snapshot=True)  # a no-op without --snapshot-dir
         if self.index is not None and self.ingester is None and self.settings.snapshot_dir:
@@ -165,7 +171,21 @@ class AppState:
             return f"the index failed to load: {self.load_error}"
         if self.index is None:
             return "the index is loading"
+        if self.ingester is not None and self.ingester.stopped is not None:
+            return f"the ingester stopped: {self.ingester.stopped}"
         return "the ingester has not caught up with the log yet"
+
+    def writer(self) -> KafkaWriter | None:
+        """The producer of HTTP writes when the service reads a topic (read your writes),
+        else None: writes then go straight into the index."""
+        if self.settings.kafka_bootstrap is None:
+            return None
+        with self._writer_lock:  # made on the first write: it connects to the broker
+            if self._writer is None:
+                from service.writes import KafkaWriter
+
+                self._writer = KafkaWriter(self.settings.kafka_bootstrap, self.settings.topic)
+            return self._writer
 
     def require(self) -> tuple[Index, Batcher]:
         if self.index is None or self.batcher is None:

@@ -99,8 +99,6 @@ def prepare_batch(
         if type(attrs) is not dict and not isinstance(attrs, Mapping):
             raise InvalidInput(f"item {i}: attributes must be an object, got {_given(attrs)}")
         for name, value in attrs.items():
-            if value is None:  # null is the same as absent
-                continue
             col = cols.get(name)
             if col is None:
                 if name in ignored:
@@ -108,6 +106,11 @@ def prepare_batch(
                 if allowed is not None and name not in allowed:
                     ignored.add(name)
                     continue
+            if value is None:  # no meaning is given to null: absent is said by leaving it out
+                raise InvalidInput(
+                    f"item {i}: field '{name}' is null; leave the field out for no value"
+                )
+            if col is None:
                 check_name(name, f"item {i}")
                 kind = kinds.get(name) or _TYPE_KIND.get(type(value)) or _value_kind(value)
                 if kind is None:

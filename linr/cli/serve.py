@@ -78,6 +78,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     for what, path in (("INDEX_DIR", settings.index_dir), ("--schema", settings.schema_file)):
         if path is not None and not path.exists():
             raise InvalidInput(f"{what} {path} does not exist")
+    d = settings.snapshot_dir
+    if d is not None:  # fail now, not at the first snapshot
+        if d.exists() and not d.is_dir():
+            raise InvalidInput(f"--snapshot-dir {d} exists and is not a directory")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InvalidInput(f"--snapshot-dir {d} cannot be made a directory: {e}") from None
     if settings.index_dir is not None:
         from linr.index import read_manifest
 

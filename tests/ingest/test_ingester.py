@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,9 @@ import pytest
 import torch
 
 import linr
-from ingest import Ingester, IngestSettings, snapshots
+from ingest import Ingester, snapshots
 from ingest.messages import encode_delete, encode_upsert
-from tests.ingest.conftest import Broker, Sender, random_vectors, read_topic, wait_for
+from tests.ingest.conftest import Broker, Sender, random_vectors, read_topic, start, wait_for
 
 D = 16
 LANGS = ["en", "fr", "de", "ja"]
@@ -22,24 +21,6 @@ LANGS = ["en", "fr", "de", "ja"]
 
 def attrs_of(i: int) -> dict[str, Any]:
     return {"lang": LANGS[i % 4], "ts": 1000 + i, "tags": ["a"] if i % 3 == 0 else ["b"]}
-
-
-@pytest.fixture
-def started() -> Iterator[list[Ingester]]:
-    """Ingesters a test starts; stopped (without snapshot) even when the test fails."""
-    running: list[Ingester] = []
-    yield running
-    for ing in running:
-        ing.stop(final_snapshot=False)
-
-
-def start(
-    started: list[Ingester], index: linr.Index, broker: Broker, topic: str, **kw: Any
-) -> Ingester:
-    ing = Ingester(index, IngestSettings(bootstrap=broker.bootstrap, topic=topic, **kw))
-    ing.start()
-    started.append(ing)
-    return ing
 
 
 def exact_ids(x: np.ndarray, ids: list[int], q: np.ndarray, k: int, keep: np.ndarray) -> list:
@@ -226,17 +207,22 @@ def test_broker_outage_keeps_searches_and_resumes(
     index = linr.Index(D, device="cpu")
     ing = start(started, index, broker, topic)
     wait_for(lambda: ing.ready, what="ready")
+    assert ing.stats()["outages"] == 0 and ing.stats()["connected"]
     broker.pause()
     try:
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 3.0:  # searches keep being served from the index
-            assert len(index.search(x[:2], k=5).ids[0]) == 5
+        while ing.stats()["outages"] == 0:  # noticed within a log check and its timeout
+            assert time.monotonic() - t0 < 15, "the outage was not noticed"
+            assert len(index.search(x[:2], k=5).ids[0]) == 5  # searches keep being served
             time.sleep(0.1)
+        stats = ing.stats()
+        assert stats["errors"] >= 1 and not stats["connected"] and stats["last_error"]
         assert ing.ready  # once caught up, an outage does not make the index unready
     finally:
         broker.resume()
     sender.send_all([encode_upsert(i, x[i]) for i in range(20, 40)])
     wait_for(lambda: len(index) == 40, timeout_s=60, what="items produced after the outage")
+    assert ing.stats()["outages"] == 1 and ing.stats()["connected"]
 
 
 def test_waits_for_a_missing_topic(broker: Broker, started: list[Ingester]) -> None:

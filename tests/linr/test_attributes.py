@@ -35,7 +35,7 @@ def rows(store: AttributeStore, f: str, capacity: int | None = None) -> list[int
 def test_kinds_are_inferred_and_get_returns_the_values() -> None:
     items: list[Any] = [
         {"lang": "en", "tags": ["ml", "gpu", "ml"], "ts": 1700000000, "x": 0.25, "ok": True},
-        {"lang": "fr", "tags": [], "x": 3, "ok": False, "gone": None},
+        {"lang": "fr", "tags": [], "x": 3, "ok": False},
         None,
         {},
     ]
@@ -173,9 +173,20 @@ def test_kind_clash_with_an_earlier_batch() -> None:
         store.prepare([{"a": "x"}])
 
 
-def test_null_is_absent_and_ints_fit_float_fields() -> None:
-    store = make([{"x": 1.5}, {"x": None, "y": None}, {"x": -7}, {"x": 2**53}])
+def test_null_is_an_error_naming_the_field_unless_the_field_is_not_indexed() -> None:
+    store = make([{"x": 1.5}])
+    with pytest.raises(InvalidInput, match="item 1: field 'x' is null"):
+        store.prepare([{"x": 2.0}, {"x": None}])
     assert store.schema == {"x": "float"}
+    only_x = AttributeStore("cpu", fields=["x"])
+    only_x.grow(1)
+    only_x.write(torch.tensor([0]), only_x.prepare([{"x": 1, "y": None}]))
+    assert only_x.get(0) == {"x": 1}
+
+
+def test_ints_fit_float_fields() -> None:
+    store = make([{"x": 1.5}, {"y": 2}, {"x": -7}, {"x": 2**53}])
+    assert store.schema == {"x": "float", "y": "int"}
     assert rows(store, "exists(x)") == [0, 2, 3]
     assert rows(store, "x == -7") == [2]
     assert rows(store, "x >= 9007199254740992") == [3]

@@ -57,6 +57,7 @@ def test_random_writes_match_a_model(rng: np.random.Generator, tmp_path, id_kind
     schema = {"g": "int", "t": "keyword"}
     idx = linr.Index(d, device="cpu", capacity=2, scan_bytes=1, schema=schema)  # 256-row chunks
     model: dict[Any, tuple[np.ndarray, dict[str, Any], int | None]] = {}
+    gone: dict[Any, int] = {}  # deleted ids' last known versions (linr/deleted.py)
     for step in range(60):
         op = rng.random()
         if op < 0.55:
@@ -78,10 +79,12 @@ def test_random_writes_match_a_model(rng: np.random.Generator, tmp_path, id_kind
             for j, k in enumerate(keys):
                 v = None if vers is None else vers[j]
                 cur = model.get(k)
-                ok = not (v is not None and cur is not None and cur[2] is not None and v < cur[2])
+                stored = cur[2] if cur is not None else gone.get(k)
+                ok = not (v is not None and stored is not None and v < stored)
                 assert res.applied[j] == ok, (step, j, k)
                 if ok:
                     model[k] = (vecs[j], dict(attrs[j] or {}), v)
+                    gone.pop(k, None)
         elif op < 0.85:
             n = int(rng.integers(1, 30))
             keys = [key(int(x)) for x in rng.integers(0, 150, n)]
@@ -99,6 +102,10 @@ def test_random_writes_match_a_model(rng: np.random.Generator, tmp_path, id_kind
                 cur = model.get(k)
                 ok = cur is not None and not (v is not None and cur[2] is not None and v < cur[2])
                 assert removed[j] == ok, (step, j, k)
+                had = cur[2] if ok and cur is not None else None
+                known = [x for x in (v, gone.get(k), had) if x is not None]
+                if (ok or cur is None) and known:
+                    gone[k] = max(known)
                 if ok:
                     del model[k]
         else:

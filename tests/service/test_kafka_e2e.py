@@ -6,7 +6,6 @@ final snapshot with the offsets, from which a restart resumes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,20 +21,9 @@ from kafka import KafkaProducer  # noqa: E402
 from ingest.messages import encode_delete, encode_upsert  # noqa: E402
 from ingest.snapshots import list_snapshots  # noqa: E402
 from ingest.topics import ensure_topic  # noqa: E402
-from linr.testing.broker import LocalBroker  # noqa: E402
 from service import Settings, create_app  # noqa: E402
 
 DIM = 8
-
-
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    broker = LocalBroker(tmp_path_factory.mktemp("tansu"))
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 def test_service_with_the_ingester(

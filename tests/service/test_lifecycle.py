@@ -98,11 +98,12 @@ def test_final_snapshot_on_shutdown_and_restart_from_it(tmp_path: Path) -> None:
 
 
 class FakeIngester:
-    """Stands in for ingest.Ingester (its interface: ready, stats(), stop()); the real one
-    needs a broker and is exercised end to end in tests/ingest."""
+    """Stands in for ingest.Ingester (its interface: ready, stopped, stats(), stop()); the
+    real one needs a broker and is exercised end to end in tests/ingest."""
 
     def __init__(self) -> None:
         self.ready = False
+        self.stopped: str | None = None  # why ingestion stopped (a log reset)
         self.stopped_with: bool | None = None
 
     def stats(self) -> dict[str, Any]:
