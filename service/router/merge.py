@@ -12,27 +12,47 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 Hit = dict[str, Any]
 
 
+def _neg_score(hit: Hit) -> float:
+    s = hit.get("score")
+    return -s if isinstance(s, (int, float)) and math.isfinite(s) else math.inf
+
+
 def hit_key(hit: Hit) -> tuple[float, int, Any]:
     """Sort key, ascending = better: (-score, id kind, id)."""
-    score = hit.get("score")
-    neg = -score if isinstance(score, (int, float)) and math.isfinite(score) else math.inf
     iid = hit["id"]
     if isinstance(iid, str):
-        return (neg, 1, iid.encode())
-    return (neg, 0, iid)
+        return (_neg_score(hit), 1, iid.encode())
+    return (_neg_score(hit), 0, iid)
 
 
 def merge_hits(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
-    """The best `k` of the shards' result lists, each already best first by score.
+    """The best `k` of the shards' result lists, each best first by score.
 
-    A shard orders equal scores by its internal position, not by id, so each list is put
-    in key order first; that sort is linear on a list that is sorted but for ties (timsort
-    finds the runs), and the merge costs O(k log shards) after it."""
-    runs: Iterable[list[Hit]] = (sorted(hits, key=hit_key) for hits in lists if hits)
-    return list(itertools.islice(heapq.merge(*runs, key=hit_key), k))
+    A shard orders equal scores by its internal position, not by id, so the lists are
+    merged by score alone (O(k log shards), reading only what it keeps), the group of hits
+    tied with the k-th score is taken whole, and only that prefix is sorted by the full key.
+    A list out of score order (a null score first: a non-finite score on the shard) is
+    sorted first."""
+    runs = []
+    for hits in lists:
+        if not hits:
+            continue
+        scores = [h.get("score") for h in hits]  # checked at C speed: no key call per hit
+        ordered = None not in scores and scores == sorted(scores, reverse=True)
+        runs.append(hits if ordered else sorted(hits, key=_neg_score))
+    merged = heapq.merge(*runs, key=_neg_score)
+    top = list(itertools.islice(merged, k))
+    if len(top) == k:
+        last = _neg_score(top[-1])
+        for h in merged:  # the rest of the k-th place's tie group
+            if _neg_score(h) != last:
+                break
+            top.append(h)
+    top.sort(key=hit_key)
+    return top[:k]

@@ -53,10 +53,11 @@ def test_merge_matches_lexsort(rng: np.random.Generator, ids: str, shards: int, 
 
 
 def test_integer_ids_go_by_value_and_null_scores_last() -> None:
-    a = [{"id": 10, "score": 1.0}, {"id": 3, "score": None}]
+    a = [{"id": 3, "score": None}, {"id": 10, "score": 1.0}]  # null: +inf on the shard
     b = [{"id": 9, "score": 1.0}, {"id": 2, "score": 0.5}]
     got = [h["id"] for h in merge_hits([a, b], 4)]
     assert got == [9, 10, 2, 3]  # 9 before 10: numerically, not as text
+    assert [h["id"] for h in merge_hits([a, b], 2)] == [9, 10]
 
 
 def test_string_ids_go_by_utf8_bytes() -> None:
