@@ -43,7 +43,7 @@ def merge_hits(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
     for hits in lists:
         if not hits:
             continue
-        scores = [h.get("score") for h in hits]  # checked at C speed: no key call per hit
+        scores: list[Any] = [h.get("score") for h in hits]  # C speed: no key call per hit
         ordered = None not in scores and scores == sorted(scores, reverse=True)
         runs.append(hits if ordered else sorted(hits, key=_neg_score))
     merged = heapq.merge(*runs, key=_neg_score)
