@@ -154,16 +154,17 @@ def test_faults(cluster: Cluster, items: dict[str, Any]) -> None:
         shard[0].start()
     cluster.wait_ready(120)
 
-    # SIGSTOP a replica (hung, not dead): the other one answers within the deadline.
+    # SIGSTOP a replica (hung, not dead): the other one answers within the deadline. (3 s:
+    # a healthy replica's answer takes well under 1 s, but CI's 2 cores may be shared.)
     hung = cluster.replicas[0][1]
     hung.signal(signal.SIGSTOP)
     try:
         with httpx.Client(base_url=cluster.url, timeout=10) as c:
             for i, body in enumerate(queries.bodies[:30]):
                 t0 = time.monotonic()
-                got = _search(c, {**body, "timeout_ms": 1000})
-                # The deadline, plus the router's own time on a loaded 2-core machine.
-                assert time.monotonic() - t0 < 1.5
+                got = _search(c, {**body, "timeout_ms": 3000})
+                # The deadline, plus the router's own time before and after it.
+                assert time.monotonic() - t0 < 3.5
                 assert got["shards"] == {"asked": 3, "answered": 3}
                 queries.check(i, got)
     finally:
