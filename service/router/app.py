@@ -17,6 +17,7 @@ from service.router import items, search, status
 from service.router.metrics import RouterMetrics
 from service.router.settings import RouterSettings
 from service.router.state import RouterState
+from service.routers import health
 
 
 def create_router_app(settings: RouterSettings) -> FastAPI:
@@ -40,7 +41,9 @@ def create_router_app(settings: RouterSettings) -> FastAPI:
     )
     app.state.linr = state
     install_error_handlers(app)
-    for r in (status.probes, search.router, items.router, status.stats_router):
+    # The probes are the service's: they read `ready`, `not_ready_reason()` and `metrics`
+    # of the app's state, which RouterState has too.
+    for r in (health.router, search.router, items.router, status.stats_router):
         app.include_router(r)
     # Added innermost first: requests pass metrics -> auth -> body limit -> routes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -1,5 +1,6 @@
-"""/healthz, /readyz (every shard has a ready replica), /metrics, and /v1/stats (the
-shards' figures summed, each shard listed)."""
+"""/v1/stats on the router: the shards' figures summed, each shard listed. (/healthz,
+/readyz and /metrics are the service's own routes, service/routers/health.py, reading the
+router's state: ready when every shard has a ready replica.)"""
 
 from __future__ import annotations
 
@@ -7,43 +8,17 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.deps import json_response
-from service.errors import ApiError
-from service.models import ErrorBody, Status
 from service.router.models import ROUTER_ERRORS
 from service.router.search import RouterDep
 from service.router.state import passed_on, unavailable
 
-probes = APIRouter(tags=["health"])
 stats_router = APIRouter(prefix="/v1", tags=["stats"], responses=ROUTER_ERRORS)
 
 _SUMMED = ("count", "capacity", "memory_bytes")
 _SUMMED_INGEST = ("applied", "ignored_stale", "dead_lettered", "errors", "lag")
 _SHARED = ("dim", "metric", "quantization", "id_kind")
-
-
-@probes.get("/healthz", response_model=Status, summary="200 while the router is alive")
-async def healthz() -> Response:
-    return json_response({"status": "ok"})
-
-
-@probes.get(
-    "/readyz",
-    response_model=Status,
-    responses={503: {"model": ErrorBody, "description": "A shard has no ready replica"}},
-    summary="200 when every shard has a ready replica",
-)
-async def readyz(state: RouterDep) -> Response:
-    if not state.ready:
-        raise ApiError(503, "not_ready", state.not_ready_reason())
-    return json_response({"status": "ready"})
-
-
-@probes.get("/metrics", summary="Prometheus text format", response_class=Response)
-async def metrics(state: RouterDep) -> Response:
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _summed_ingest(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
