@@ -129,7 +129,8 @@ class Prober:
         r.ready = r.healthy = ready
         if not ready:
             r.last_error = f"/readyz {resp.status_code}"
-        elif shard.stats is None:
+        elif shard.stats is None or shard.stats.get("id_kind") is None:
+            # Again while the index is empty: its id kind comes with the first item.
             await self._learn(shard, r)
 
     async def _learn(self, shard: Shard, r: Replica) -> None:
