@@ -30,6 +30,7 @@ _FLAGS = {
     "--max-body-bytes": "max_body_bytes",
     "--max-items-per-request": "max_items_per_request",
     "--max-connections": "max_connections",
+    "--coalesce": "coalesce",
     "--log-level": "log_level",
 }
 

@@ -102,7 +102,7 @@ async def search(body: RouterSearchRequest, state: RouterDep) -> Response:
     t0 = time.perf_counter()
     bodies = _per_shard(state, body, "body.")
     deadline = state.deadline(body.timeout_ms) + _wait_s([body])
-    answers = await state.ask_all("POST", "/v1/search", bodies, deadline)
+    answers = await state.search_all(bodies, deadline)
     extra = _settle(answers, body.allow_partial)
     lists = [a.body["results"] for a in answers if a.ok]
     out = _merged(lists, body.k, (time.perf_counter() - t0) * 1e3)

@@ -35,6 +35,10 @@ class RouterSettings(BaseSettings):
     )
     probe_timeout_s: float = Field(default=0.5, gt=0, le=60)
     max_body_bytes: int = Field(default=32 << 20, ge=1024, description="413 above this.")
+    coalesce: bool = Field(
+        default=True,
+        description="Send concurrent searches to a shard as one batch request.",
+    )
     max_items_per_request: int = Field(
         default=1024, ge=1, le=65536, description="Items of one bulk upsert."
     )

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from service.errors import ApiError
+from service.router.coalesce import Coalescer
 from service.router.fanout import Answer, FanOut
 from service.router.metrics import RouterMetrics
 from service.router.replicas import Prober, Shard, make_shards
@@ -24,6 +25,7 @@ class RouterState:
         metrics.add_shards(self.shards)
         self.client: httpx.AsyncClient | None = None
         self.fanout: FanOut | None = None
+        self.coalescers: list[Coalescer] = []
         self.prober: Prober | None = None
         self.writer: KafkaWriter | None = None
 
@@ -39,6 +41,7 @@ class RouterState:
             limits=limits, headers=headers, timeout=self.settings.timeout_ms / 1e3
         )
         self.fanout = FanOut(self.client, self.metrics)
+        self.coalescers = [Coalescer(self.fanout, s) for s in self.shards]
         if self.settings.kafka_bootstrap is not None:
             bootstrap, topic = self.settings.kafka_bootstrap, self.settings.topic
             self.writer = await asyncio.to_thread(KafkaWriter, bootstrap, topic)
@@ -89,6 +92,20 @@ class RouterState:
         if answer.status is None:
             self.metrics.unavailable.labels(str(shard.index)).inc()
         return answer
+
+    async def search_all(self, bodies: list[dict[str, Any]], deadline: float) -> list[Answer]:
+        """One search on every shard (`bodies[i]` for shard i), concurrent ones coalesced
+        into batches (service/router/coalesce.py) unless they wait for `after`."""
+
+        async def one(s: Shard, body: dict[str, Any]) -> Answer:
+            if "after" in body or not self.settings.coalesce:
+                return await self.ask(s, "POST", "/v1/search", body, deadline)
+            answer = await self.coalescers[s.index].search(body, deadline)
+            if answer.status is None:
+                self.metrics.unavailable.labels(str(s.index)).inc()
+            return answer
+
+        return list(await asyncio.gather(*(one(s, b) for s, b in zip(self.shards, bodies))))
 
     async def ask_all(
         self, method: str, path: str, bodies: list[Any], deadline: float

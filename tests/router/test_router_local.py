@@ -145,3 +145,37 @@ def test_stats_items_and_metrics(rng: np.random.Generator) -> None:
         assert 'linr_router_shard_request_duration_seconds_count{shard="0",status="200"}' in text
         assert "linr_router_replica_ready{replica=" in text
         assert 'linr_http_requests_total{endpoint="/v1/search",method="POST",status="200"}' in text
+
+
+def test_concurrent_searches_coalesce_into_batches(rng: np.random.Generator) -> None:
+    """Searches that wait for the same shard go to it as one batch; each still gets its own
+    exact answer, and a bad one its own error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = random_items(rng, 120, DIM)
+    qs = rng.standard_normal((48, DIM)).astype(np.float32)
+    flt = [None, 'lang == "de"', "nope == 1"]  # the third kind: an unknown field, 422
+    bodies = [{"vector": q.tolist(), "k": 5, "filter": flt[i % 3]} for i, q in enumerate(qs)]
+    with (
+        cluster(items, [1, 1, 1], timeout_ms=10_000) as (url, _),
+        httpx.Client(base_url=url, timeout=30) as c,
+        ThreadPoolExecutor(16) as pool,
+    ):
+        # (A 10 s deadline: shards, router and clients share one process and its GIL here.)
+        answers = list(pool.map(lambda b: c.post("/v1/search", json=b), bodies))
+        shard_metrics = [httpx.get(u + "/metrics").text for u in _shard_urls(c)]
+    for i, (body, r) in enumerate(zip(bodies, answers)):
+        if body["filter"] == "nope == 1":
+            assert error_of(r, 422)["code"] in ("invalid_filter", "invalid_input"), r.text
+            assert "queries[" not in r.json()["error"]["message"]  # its own error, not the batch's
+            continue
+        assert r.status_code == 200, r.text
+        assert r.json()["shards"] == {"asked": 3, "answered": 3}
+        assert_hits(r.json()["results"], *exact(items, qs[i], 5, filter=body["filter"]))
+    batched = [m for m in shard_metrics if 'endpoint="/v1/search/batch"' in m]
+    assert batched, "no shard was sent a batch"
+
+
+def _shard_urls(c: httpx.Client) -> list[str]:
+    stats = c.get("/v1/stats").json()
+    return [r["url"] for s in stats["per_shard"] for r in s["replicas"]]
