@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 SRC := $(wildcard linr service ingest)
-LINT := $(wildcard linr service ingest tests benchmarks)
+LINT := $(wildcard linr service ingest tests benchmarks deploy)
 
-.PHONY: install test lint format demo bench bench-service bench-ingest bench-scan eval-sample clean
+.PHONY: install test lint format demo bench bench-service bench-ingest bench-scan bench-router eval-sample \
+	k8s-tools k8s-manifests clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,27 @@ bench-ingest: install
 
 bench-scan: install
 	$(BIN)/python benchmarks/bench_scan.py
+
+bench-router: install
+	$(BIN)/python benchmarks/bench_router.py
+
+# kubectl renders deploy/k8s (tests/deploy); Debian ships it as kubernetes-client. Needs root
+# (CI has it) when kubectl is missing.
+k8s-tools:
+	command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubernetes-client)
+
+# Manifests for S shards x R replicas over P partitions, GPU and CPU-only, in $(K8S_OUT):
+#   make k8s-manifests S=4 R=2 P=16 && kubectl apply -f build/k8s/gpu.yaml
+S ?= 2
+R ?= 2
+P ?= 8
+K8S_OUT ?= build/k8s
+k8s-manifests: k8s-tools
+	rm -rf $(K8S_OUT) && mkdir -p $(K8S_OUT)
+	$(PYTHON) deploy/k8s/generate.py --shards $(S) --replicas $(R) --partitions $(P) --out $(K8S_OUT)
+	kubectl kustomize $(K8S_OUT)/base > $(K8S_OUT)/gpu.yaml
+	kubectl kustomize $(K8S_OUT)/overlays/cpu > $(K8S_OUT)/cpu.yaml
+	@echo "wrote $(K8S_OUT)/gpu.yaml and $(K8S_OUT)/cpu.yaml ($(S) shards x $(R) replicas, $(P) partitions)"
 
 eval-sample: install
 	$(BIN)/python benchmarks/make_sample_report.py

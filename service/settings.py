@@ -25,8 +25,10 @@ class Settings(BaseSettings):
     quantization: Literal["fp32", "fp16", "int8"] = Field(
         default="fp32", description="For a new index."
     )
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        default="auto", description="auto: CUDA when present."
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="auto (CUDA when present), cpu, cuda, or cuda:N for GPU N.",
     )
     schema_file: Path | None = Field(
         default=None, description="JSON schema file for a new empty index (docs/service.md)."

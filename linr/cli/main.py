@@ -27,6 +27,7 @@ COMMANDS = {
     "build": "build an index from a vector file (+ attributes, ids)",
     "search": "search an index with a file of queries",
     "serve": "serve an index over HTTP, optionally live-updated from Kafka",
+    "router": "one HTTP front for sharded, replicated linr services",
     "produce": "stream a vector file into a Kafka topic",
     "eval": "offline recall and latency evaluation",
     "demo": "the quick-start demo",
