@@ -21,8 +21,8 @@ import numpy as np
 
 from linr.cli.main import UsageError, env_default, positive_int
 from linr.errors import FilterError, InvalidInput
-from linr.limits import MAX_K
 from linr.filters import MAX_DEPTH
+from linr.limits import MAX_K
 
 # Queries per Index.search call: the scan's memory is bounded by the index, not by B, and
 # 1024 keeps per-call overhead negligible.

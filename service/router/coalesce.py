@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from linr.limits import MAX_BATCH_QUERIES
 from service.router.fanout import Answer, FanOut
 from service.router.replicas import Shard
-from service.settings import MAX_BATCH_QUERIES
 
 _Waiting = tuple[dict[str, Any], float, "asyncio.Future[Answer]"]
 

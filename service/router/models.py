@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
+from linr.limits import MAX_BATCH_QUERIES
 from service.models import ERROR_RESPONSES, ErrorBody, SearchRequest
-from service.settings import MAX_BATCH_QUERIES
 
 TimeoutMs = Annotated[float, Field(gt=0, le=60_000)]
 Offset = Annotated[int, Strict(), Field(ge=0)]

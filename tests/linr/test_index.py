@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import linr
 from linr import FilterError, Index, InvalidInput
 from linr.filters import evaluate_reference, parse_filter
-from tests.topk_check import assert_same_topk, scores_by_row
+from linr.testing.topk import assert_same_topk, scores_by_row
 
 
 def vecs(rng, n, d=8):

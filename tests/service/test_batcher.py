@@ -13,9 +13,9 @@ import pytest
 from svc_helpers import build_index, random_items
 
 from linr.filters import filter_to_json, parse_filter
+from linr.testing.topk import assert_same_topk, scores_by_row
 from service.batcher import Batcher, Query, QueryError
 from service.errors import ApiError
-from tests.topk_check import assert_same_topk, scores_by_row
 
 DIM = 7
 
