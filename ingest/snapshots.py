@@ -37,9 +37,6 @@ _PREFIX = "snap-"
 _TMP_PREFIX = ".tmp-snap-"
 _NAME = re.compile(r"^snap-(\d{10})$")
 _INFO = "snapshot.json"
-# Test hook: seconds to pause after the files are written and before they are made durable
-# and renamed, so that a test can kill the process in the middle of a snapshot.
-_DEBUG_DELAY_ENV = "LINR_INGEST_DEBUG_SNAPSHOT_DELAY_S"
 
 
 def list_snapshots(snapshot_dir: str | Path) -> list[Path]:
@@ -87,9 +84,6 @@ def write_snapshot(
     files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
     info = {"seq": seq, "topic": topic, "offsets": offs, "files": files}
     (tmp / _INFO).write_text(json.dumps(info, indent=1))
-    delay = float(os.environ.get(_DEBUG_DELAY_ENV, "0") or 0)
-    if delay > 0:
-        time.sleep(delay)
     for p in tmp.iterdir():
         _fsync(p)
     _fsync(tmp)

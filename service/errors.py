@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from linr.errors import FilterError, InvalidInput
+
 log = logging.getLogger("linr.service")
 
 
@@ -105,6 +107,13 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, code, str(exc.detail), headers)
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
+        # The one user-error type of linr (README "Use it from Python"); a route that adds
+        # where it happened (`queries[3]: ...`) converts it itself (service/deps.py).
+        code = "invalid_filter" if isinstance(exc, FilterError) else "invalid_input"
+        return error_response(422, code, str(exc))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
