@@ -527,10 +527,6 @@ class Index:
                 mask = mask & self._attrs.mask(node, self.capacity)[: self._n_rows]
             return mask
 
-    def ids_of_rows(self, rows: Sequence[int]) -> list[Id]:
-        with self.lock:
-            return self._ids.ids_of(rows)
-
     def _prepare_queries(self, queries: Any, aggregate: str | None) -> Queries:
         if isinstance(queries, (list, tuple)) and aggregate is not None:
             mats = [

@@ -27,7 +27,6 @@ import numpy as np
 from linr.errors import InvalidInput
 
 Filter = dict[str, Any] | str | None
-ATTRIBUTE_SUFFIXES = (".jsonl", ".parquet", ".spmat")
 
 
 @dataclass(frozen=True)
