@@ -42,9 +42,6 @@ _TMP_PREFIX = ".tmp-snap-"
 _NAME = re.compile(r"^snap-(\d{10})$")
 _INFO = "snapshot.json"
 _HASH_CHUNK = 4 << 20
-# Test hook: seconds to pause after the files are written and before they are made durable
-# and renamed, so that a test can kill the process in the middle of a snapshot.
-_DEBUG_DELAY_ENV = "LINR_INGEST_DEBUG_SNAPSHOT_DELAY_S"
 
 
 def list_snapshots(snapshot_dir: str | Path) -> list[Path]:
@@ -116,9 +113,6 @@ def write_snapshot(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a full disk: give the space back now
         raise
-    delay = float(os.environ.get(_DEBUG_DELAY_ENV, "0") or 0)
-    if delay > 0:
-        time.sleep(delay)
     for p in tmp.iterdir():
         _fsync(p)
     _fsync(tmp)

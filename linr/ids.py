@@ -248,9 +248,6 @@ class IdMap:
             return [self._row_str[r] for r in rows]  # type: ignore[misc]
         return self._row_int[np.asarray(rows, np.int64)].tolist()
 
-    def row_ids_int(self) -> np.ndarray:
-        return self._row_int
-
     def memory_bytes(self) -> int:
         if self.kind == "str":
             # dict entry + str object + list slot, as CPython lays them out (approximate)

@@ -562,10 +562,6 @@ class Index:
                 mask = mask & self._attrs.mask(node, self.capacity)[: self._n_rows]
             return mask
 
-    def ids_of_rows(self, rows: Sequence[int]) -> list[Id]:
-        with self.lock:
-            return self._ids.ids_of(rows)
-
     def _prepare_queries(self, queries: Any, aggregate: str | None) -> Queries:
         if isinstance(queries, (list, tuple)) and aggregate is not None:
             mats = [
@@ -609,8 +605,10 @@ class Index:
         queries: [B, D] or [D]; or, with aggregate="max"|"sum", a list of B arrays [m_i, D]
         (multi-embedding: each item scored by the max or sum of its scores against the m_i
         vectors). filter: None, one filter (string or JSON form) for all, or a list of B.
-        strategy: "auto" (by the filter's measured selectivity), "mask" or "gather"; it
-        changes the speed, never the results. Results are padded with score -inf, row -1.
+        strategy: "auto" (by the filter's measured selectivity), "mask" or "gather";
+        backend: "auto", "torch", "faiss" or "triton" (linr/search/plan.py). Both change the
+        speed; results agree to float32 rounding (README, "Search"). Anything else is
+        InvalidInput. Results are padded with score -inf, row -1.
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_INDEX_K:
             raise InvalidInput(f"k must be an integer from 1 to {MAX_INDEX_K}, got {k!r}")

@@ -27,6 +27,14 @@ def scores(
     the cosine, l2 -||q - x||^2 (docs/service.md). xq: [B, D]. xb: [N, D] scores every query
     against every row ([B, N]); xb: [B, m, D] scores query i against its own rows xb[i]
     ([B, m]: what a returned list is checked with)."""
+    q, x = _prepare(xq, xb, metric, dtype)
+    return _scores(q, x, metric)
+
+
+def _prepare(
+    xq: np.ndarray | torch.Tensor, xb: np.ndarray | torch.Tensor, metric: str, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries [B, D] and rows in `dtype` on the queries' device; unit length for cosine."""
     check_metric(metric)
     q = _as_tensor(xq).to(dtype)
     x = _as_tensor(xb).to(device=q.device, dtype=dtype)
@@ -34,7 +42,7 @@ def scores(
         q = q[None]
     if metric == "cosine":
         q, x = _unit(q), _unit(x)
-    return _scores(q, x, metric)
+    return q, x
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -67,13 +75,7 @@ def knn(
     Returns (scores [B, k], indices [B, k]) ordered by score descending, equal scores by
     ascending index; short lists are padded with score -inf and index -1.
     """
-    check_metric(metric)
-    q = _as_tensor(xq).to(dtype)
-    x = _as_tensor(xb).to(device=q.device, dtype=dtype)
-    if q.ndim == 1:
-        q = q[None]
-    if metric == "cosine":
-        q, x = _unit(q), _unit(x)
+    q, x = _prepare(xq, xb, metric, dtype)
     m = None if mask is None else _as_tensor(mask).to(device=q.device, dtype=torch.bool)
     n = x.shape[0]
     out_s = torch.full((q.shape[0], k), -torch.inf, dtype=dtype, device=q.device)

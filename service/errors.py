@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from linr.errors import FilterError, InvalidInput
+
 log = logging.getLogger("linr.service")
 
 
@@ -124,6 +126,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:  # the router names only the first route of the path
             headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return error_response(exc.status_code, code, str(exc.detail), headers)
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
+        # The one user-error type of linr (README "Use it from Python"); a route that adds
+        # where it happened (`queries[3]: ...`) converts it itself (service/deps.py).
+        code = "invalid_filter" if isinstance(exc, FilterError) else "invalid_input"
+        return error_response(422, code, str(exc))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from linr.errors import InvalidInput
 from service.batcher import Query
 from service.errors import ApiError, invalid
 from service.models import SearchRequest
@@ -67,7 +68,7 @@ def check_filter(f: Any, settings: Settings, where: str) -> tuple[Any, str]:
         node = parse_filter(f)
     except RecursionError:
         raise ApiError(422, "invalid_filter", f"{where}: filter nests too deeply") from None
-    except ValueError as e:
+    except InvalidInput as e:
         raise ApiError(422, "invalid_filter", f"{where}: {e}") from None
     if node is None:
         return None, ""

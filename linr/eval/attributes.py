@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from linr.errors import InvalidInput
+from linr.io.jsonl import count_records, iter_attributes_jsonl, read_filters_jsonl
 
 Filter = dict[str, Any] | str | None
-ATTRIBUTE_SUFFIXES = (".jsonl", ".parquet", ".spmat")
 
 
 @dataclass(frozen=True)
@@ -94,51 +94,22 @@ class AttributeSource(ABC):
 class JsonlAttributes(AttributeSource):
     def __init__(self, path: str) -> None:
         self.path = path
-        self.n = _count_lines(path)
+        self.n = count_records(path)
 
     def chunks(self, size: int, limit: int | None = None) -> Iterator[list[dict[str, Any] | None]]:
         n = self.n if limit is None else min(limit, self.n)
         out: list[dict[str, Any] | None] = []
-        with open(self.path, encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                if i >= n:
-                    break
-                out.append(_parse_attributes(line, self.path, i))
-                if len(out) == size:
-                    yield out
-                    out = []
+        for i, attrs in enumerate(iter_attributes_jsonl(self.path)):
+            if i >= n:
+                break
+            if attrs is not None:
+                attrs.pop("id", None)
+            out.append(attrs)
+            if len(out) == size:
+                yield out
+                out = []
         if out:
             yield out
-
-
-def _parse_attributes(line: str, path: str, i: int) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise InvalidInput(f"{path}: line {i + 1} is not JSON ({e.msg})") from e
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{path}: line {i + 1} is {type(value).__name__}, expected an object")
-    value.pop("id", None)
-    return value
-
-
-def _count_lines(path: str) -> int:
-    """Lines of a JSON Lines file, not counting blank lines at its end."""
-    try:
-        with open(path, "rb") as f:
-            data_lines = 0
-            pending_blank = 0
-            for line in f:
-                if line.strip():
-                    data_lines += pending_blank + 1
-                    pending_blank = 0
-                else:
-                    pending_blank += 1
-            return data_lines
-    except OSError as e:
-        raise InvalidInput(f"cannot read {path}: {e.strerror or e}") from e
 
 
 class ParquetAttributes(AttributeSource):
@@ -243,26 +214,8 @@ def read_query_filters(path: str, tag_field: str = "tags") -> list[Filter]:
         raise InvalidInput(
             f"{path}: unknown filter file type {suffix!r}; expected .jsonl or .spmat"
         )
-    out = []
-    n = _count_lines(path)
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if i >= n:
-                break
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InvalidInput(f"{path}: line {i + 1} is not JSON ({e.msg})") from e
-            if value is None or value == {} or value == "":
-                out.append(None)
-            elif isinstance(value, dict | str):
-                out.append(value)
-            else:
-                raise InvalidInput(
-                    f"{path}: line {i + 1} is {type(value).__name__}; expected a filter object, "
-                    "a string, or null"
-                )
-    return out
+    # One filter per line up to the last non-blank one (blank or null: no filter).
+    return read_filters_jsonl(path)[: count_records(path)]
 
 
 def filter_key(f: Filter) -> str:

@@ -38,6 +38,20 @@ def iter_json_lines(path: PathLike) -> Iterator[tuple[int, Any]]:
                 ) from None
 
 
+def count_records(path: PathLike) -> int:
+    """Lines of a JSON Lines file up to its last non-blank one (blank lines at the end are
+    not records)."""
+    records = pending = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                records += pending + 1
+                pending = 0
+            else:
+                pending += 1
+    return records
+
+
 def iter_attributes_jsonl(path: PathLike) -> Iterator[dict[str, Any] | None]:
     """Yield the attributes of vector i from line i+1: a dict, or None for a blank/`null` line.
 

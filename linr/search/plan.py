@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -32,6 +32,9 @@ _GATHER_BELOW_TRITON = 0.05
 _FAISS_MIN_BATCH = 1024
 
 
+E = TypeVar("E", bound=Enum)
+
+
 class Backend(str, Enum):
     AUTO = "auto"
     TORCH = "torch"
@@ -45,20 +48,20 @@ class Strategy(str, Enum):
     GATHER = "gather"
 
 
-def parse_backend(value: str | Backend) -> Backend:
+def _parse(kind: type[E], value: str | E, what: str) -> E:
     try:
-        return Backend(value)
+        return kind(value)
     except ValueError:
-        names = ", ".join(b.value for b in Backend)
-        raise InvalidInput(f"unknown backend {value!r}; expected one of {names}") from None
+        names = ", ".join(str(m.value) for m in kind)
+        raise InvalidInput(f"unknown {what} {value!r}; expected one of {names}") from None
+
+
+def parse_backend(value: str | Backend) -> Backend:
+    return _parse(Backend, value, "backend")
 
 
 def parse_strategy(value: str | Strategy) -> Strategy:
-    try:
-        return Strategy(value)
-    except ValueError:
-        names = ", ".join(s.value for s in Strategy)
-        raise InvalidInput(f"unknown strategy {value!r}; expected one of {names}") from None
+    return _parse(Strategy, value, "strategy")
 
 
 def faiss_module() -> Any:

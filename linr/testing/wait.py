@@ -14,5 +14,5 @@ def wait_until(
     while time.monotonic() < deadline:
         if pred():
             return
-        time.sleep(0.01)
+        time.sleep(0.05)  # gentle on a server being polled over HTTP
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -196,7 +196,7 @@ def test_jsonl_attributes_and_filters(tmp_path: Path) -> None:
     assert isinstance(src, JsonlAttributes) and src.n == 3
     assert [a for c in src.chunks(2) for a in c] == [{"lang": "en"}, None, {"ts": 3}]
     p.write_text('{"a": 1}\n[1, 2]\n')
-    with pytest.raises(InvalidInput, match="line 2 is list"):
+    with pytest.raises(InvalidInput, match="line 2: expected a JSON object of attributes"):
         list(open_attributes(str(p)).chunks(10))
     q = tmp_path / "qf.jsonl"
     lines = [{"field": "lang", "eq": "en"}, None, {}, 'ts >= 3 and lang == "en"']

@@ -94,11 +94,10 @@ class Stream(threading.Thread):
 
 
 def serve(broker: Broker, topic: str, snap: Path, port: int, log: Any) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, LINR_INGEST_DEBUG_SNAPSHOT_DELAY_S="0.3", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [
         sys.executable,
-        "-m",
-        "linr",
+        str(Path(__file__).with_name("serve_slow_snapshots.py")),
         "serve",
         "--dim",
         str(D),

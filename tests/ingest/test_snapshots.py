@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -78,8 +77,14 @@ def test_a_snapshot_whose_tensors_are_garbage_is_skipped(tmp_path: Path) -> None
 
 
 _WRITER = """
-import sys, numpy as np, linr
+import sys, time, numpy as np, linr
 from ingest import snapshots
+_fsync = snapshots._fsync
+def _held(path):  # held in the fsync loop, after the files are written, before the rename
+    if path.name == "snapshot.json":
+        time.sleep(30)
+    _fsync(path)
+snapshots._fsync = _held
 idx = linr.Index(4, device="cpu")
 idx.upsert(list(range(50)), np.ones((50, 4), np.float32))
 print("writing", flush=True)
@@ -88,13 +93,11 @@ snapshots.write_snapshot(idx, sys.argv[1], {0: 50})
 
 
 def test_killed_during_a_write_leaves_the_previous_snapshot(tmp_path: Path) -> None:
-    """SIGKILL while the files of a snapshot are written (the debug hook holds the writer
-    there): the temporary directory is ignored, and removed by the next write."""
+    """SIGKILL while the files of a snapshot are written (the writer is held in its fsync
+    loop): the temporary directory is ignored, and removed by the next write."""
     snapshots.write_snapshot(make_index(3), tmp_path, {0: 3})
-    env = dict(os.environ, LINR_INGEST_DEBUG_SNAPSHOT_DELAY_S="30")
     proc = subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(tmp_path)],
-        env=env,
         stdout=subprocess.PIPE,
         cwd=Path(__file__).parents[2],
     )

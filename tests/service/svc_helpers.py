@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import torch
 import uvicorn
+from fastapi.testclient import TestClient
 
 import linr
 from linr.filters import parse_filter
@@ -78,6 +79,18 @@ def same_attributes(got: dict[str, Any], want: dict[str, Any]) -> bool:
         return {k: sorted(v) if isinstance(v, list) else v for k, v in a.items()}
 
     return norm(got) == norm(want)
+
+
+@contextmanager
+def app_client(index: Any = None, **settings: Any) -> Iterator[TestClient]:
+    """The app in-process, lifespan running, ready (when it can get ready)."""
+    if index is not None:
+        settings.setdefault("dim", index.dim)
+    app = create_app(Settings(**settings), index=index)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        if index is not None:
+            wait_until(lambda: client.get("/readyz").status_code == 200, what="ready")
+        yield client
 
 
 class LiveServer:

@@ -41,3 +41,16 @@ def test_only_invalid_input_is_a_client_error(
         assert r.json()["error"]["code"] == code
         if status == 422:
             assert str(exc) in r.json()["error"]["message"]
+
+
+def test_invalid_input_escaping_a_route_is_a_422(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one handler (service/errors.py) maps InvalidInput raised anywhere to a 422."""
+    index = build_index(random_items(np.random.default_rng(0), 5, DIM), DIM)
+
+    def stats() -> Any:
+        raise linr.InvalidInput("no such thing")
+
+    monkeypatch.setattr(index, "stats", stats)
+    with app_client(index) as c:
+        r = c.get("/v1/stats")
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input", r.text
