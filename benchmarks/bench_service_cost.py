@@ -62,7 +62,7 @@ def _large_body(dim: int, queries: int, vectors: int, k: int) -> bytes:
     return json.dumps({"queries": [{"vectors": v.tolist(), "k": k} for v in q]}).encode()
 
 
-def _load(port: int, dim: int, stop: Any, out: Any) -> None:
+def _load(port: int, dim: int, stop: Any, started: Any, done: Any, out: Any) -> None:
     """Child process: large requests back to back until `stop` is set."""
     import httpx
 
@@ -70,6 +70,7 @@ def _load(port: int, dim: int, stop: Any, out: Any) -> None:
     url = f"http://127.0.0.1:{port}/v1/search/batch"
     lat, sizes, statuses = [], [], []
     with httpx.Client(timeout=120) as c:
+        started.set()
         while not stop.is_set():
             t0 = time.perf_counter()
             with c.stream("POST", url, content=body) as r:
@@ -77,6 +78,7 @@ def _load(port: int, dim: int, stop: Any, out: Any) -> None:
             lat.append(time.perf_counter() - t0)
             sizes.append(size)
             statuses.append(r.status_code)
+            done.value += 1
     out.put({"latencies": lat, "sizes": sizes, "statuses": statuses})
 
 
@@ -100,11 +102,18 @@ async def _send(
     return int(header[9:12]), await reader.readexactly(length)
 
 
-async def _probe(port: int, bodies: list[bytes], gap_s: float) -> np.ndarray:
-    """Small searches one at a time (latency of each, seconds); every one must be a 200."""
+async def _probe(
+    port: int, bodies: list[bytes], gap_s: float, more: Any = None, limit_s: float = 300.0
+) -> np.ndarray:
+    """Small searches one at a time (latency of each, seconds); every one must be a 200.
+    After the bodies, more (cycling through them) while `more()` is true, up to `limit_s`."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     out = []
-    for b in bodies:
+    end = time.monotonic() + limit_s
+    i = 0
+    while i < len(bodies) or (more is not None and more() and time.monotonic() < end):
+        b = bodies[i % len(bodies)]
+        i += 1
         t0 = time.perf_counter()
         status, resp = await _send(reader, writer, "/v1/search", b)
         out.append(time.perf_counter() - t0)
@@ -147,8 +156,9 @@ def measure(
     port = _free_port()
     server = ctx.Process(target=_serve, args=(port, n, dim))
     server.start()
-    stop, out = ctx.Event(), ctx.Queue()
-    loader = ctx.Process(target=_load, args=(port, dim, stop, out))
+    stop, started, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    done = ctx.Value("i", 0)
+    loader = ctx.Process(target=_load, args=(port, dim, stop, started, done, out))
     try:
         asyncio.run(_wait_ready(port, 300))
         rng = np.random.default_rng(_SEED + 2)
@@ -164,9 +174,12 @@ def measure(
         rss_start = _rss_mb(server.pid or 0)
         idle = asyncio.run(_probe(port, small[20:], gap_ms / 1e3))
         loader.start()
-        time.sleep(1.0)  # the first large request is in the server
+        if not started.wait(120):
+            raise RuntimeError("the large-request client did not start")
+        time.sleep(0.5)  # the first large request is in the server
         t0 = time.perf_counter()
-        loaded = asyncio.run(_probe(port, small[20:], gap_ms / 1e3))
+        # At least `probes` small searches, and on until two large requests have finished.
+        loaded = asyncio.run(_probe(port, small[20:], gap_ms / 1e3, lambda: done.value < 2))
         probe_s = time.perf_counter() - t0
         stop.set()
         got = out.get(timeout=300)
