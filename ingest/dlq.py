@@ -50,12 +50,16 @@ def _cut(data: bytes | None, limit: int, what: str) -> tuple[bytes | None, str |
 
 
 class DeadLetters:
-    def __init__(self, bootstrap: str, topic: str, source_topic: str, client_id: str) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, source_topic: str, client_id: str, producer: Any = None
+    ) -> None:
+        """`producer`: a kafka-python KafkaProducer (or a stand-in); made on first use when
+        None."""
         self.topic = topic
         self.source_topic = source_topic
         self._bootstrap = bootstrap
         self._client_id = client_id
-        self._producer: Any = None
+        self._producer: Any = producer
         self._pending: list[tuple[Any, _Letter]] = []  # (future, what it carries)
         self._unsent: list[_Letter] = []  # the producer could not take them: retried
         self.sent = 0
@@ -99,8 +103,11 @@ class DeadLetters:
             try:
                 fut = producer.send(self.topic, key=key, value=value, headers=headers)
             except Exception as e:  # noqa: BLE001 - a refusal or a full buffer: kept
-                self._failed(letters[i:], e)
-                return
+                self._failed([letter], e)
+                if not _too_large(e):  # the broker is away: the rest waits for the retry
+                    self._unsent.extend(letters[i + 1 :])
+                    return
+                continue
             self._pending.append((fut, letter))
 
     def _record(
@@ -125,12 +132,10 @@ class DeadLetters:
         return key, value, headers
 
     def _failed(self, letters: list[_Letter], e: BaseException) -> None:
-        from kafka.errors import MessageSizeTooLargeError
-
         self.send_errors += 1
         log.warning("%d dead letter(s) not sent yet: %s: %s", len(letters), type(e).__name__, e)
         for letter in letters:
-            if isinstance(e, MessageSizeTooLargeError) or "too large" in str(e).lower():
+            if _too_large(e):  # refused for its size: cut shorter when sent again
                 letter.value_limit = _SMALL_VALUE_BYTES
         self._unsent.extend(letters)
 
@@ -180,6 +185,12 @@ class DeadLetters:
             except Exception as e:  # noqa: BLE001
                 log.debug("closing the dead-letter producer: %s", e)
             self._producer = None
+
+
+def _too_large(e: BaseException) -> bool:
+    from kafka.errors import MessageSizeTooLargeError
+
+    return isinstance(e, MessageSizeTooLargeError) or "too large" in str(e).lower()
 
 
 def _was_cut(letter: _Letter) -> bool:

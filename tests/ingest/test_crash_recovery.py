@@ -183,7 +183,11 @@ def test_sigkill_at_random_moments_loses_nothing(
 
         proc = serve(broker, topic, snap, port, log)
         try:
-            wait_for(lambda: ready(port), 180, "readiness after the last restart")
+            try:
+                wait_for(lambda: ready(port), 180, "readiness after the last restart")
+            except AssertionError as e:  # say where the ingester was
+                got = httpx.get(f"http://127.0.0.1:{port}/v1/stats", timeout=5).json()
+                raise AssertionError(f"{e}; sent {len(stream.sent)}: {got['ingest']}") from None
             stats = httpx.get(f"http://127.0.0.1:{port}/v1/stats", timeout=5).json()
             n_ids = stream.next_id
             sample = rnd.sample(range(n_ids), min(SAMPLE, n_ids))
