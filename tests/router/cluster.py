@@ -110,7 +110,10 @@ class Cluster:
         for shard in self.replicas:
             cmd += ["--shard", ",".join(r.url for r in shard)]
         cmd += ["--kafka-bootstrap", self.broker.bootstrap, "--topic", self.topic]
-        cmd += ["--probe-every-s", "0.25", "--log-level", "warning"]
+        # Deadlines and probe timeouts for a shared 2-core machine running all of these
+        # processes at once (the tests that are about deadlines give their own).
+        cmd += ["--timeout-ms", "5000", "--probe-every-s", "0.25", "--probe-timeout-s", "2"]
+        cmd += ["--log-level", "warning"]
         self.router = subprocess.Popen(cmd, env=_env(), stderr=self.log, cwd=ROOT)
         self.wait_ready(120)
 

@@ -41,6 +41,10 @@ def _closed_port_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"  # closed once this returns
 
 
+def _client(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=30)  # past the router's 10 s deadline
+
+
 @contextmanager
 def cluster(
     items: dict[str, Any], replicas: list[int], down: int | None = None, **router: Any
@@ -61,14 +65,16 @@ def cluster(
                     for _ in range(replicas[s])
                 ]
             )
-        settings = RouterSettings(shards=urls, probe_every_s=0.2, **router)
+        # A 10 s deadline: shards, router and test client share one process and its GIL.
+        router.setdefault("timeout_ms", 10_000)
+        settings = RouterSettings(shards=urls, probe_every_s=0.2, probe_timeout_s=2, **router)
         srv = stack.enter_context(LiveServer(create_router_app(settings)))
         yield srv.url, parts
 
 
 def test_results_equal_one_index_over_all_items(rng: np.random.Generator) -> None:
     items = random_items(rng, 157, DIM)
-    with cluster(items, [2, 1, 1]) as (url, _), httpx.Client(base_url=url) as c:
+    with cluster(items, [2, 1, 1]) as (url, _), _client(url) as c:
         assert c.get("/readyz").status_code == 200
         for flt in (None, 'lang == "fr"', {"field": "tags", "all": ["ml", "gpu"]}, "ts < 0"):
             for k in (1, 10, 200):  # 200: more than every shard holds
@@ -89,7 +95,7 @@ def test_results_equal_one_index_over_all_items(rng: np.random.Generator) -> Non
 
 def test_errors_are_the_services(rng: np.random.Generator) -> None:
     items = random_items(rng, 30, DIM)
-    with cluster(items, [1, 1, 1]) as (url, _), httpx.Client(base_url=url) as c:
+    with cluster(items, [1, 1, 1]) as (url, _), _client(url) as c:
         err = error_of(c.post("/v1/search", json={"vector": [0.0] * (DIM + 1)}), 422)
         assert "dimension" in err["message"]
         bad_filter = {"vector": [0.0] * DIM, "filter": "nope == 1"}
@@ -105,7 +111,7 @@ def test_errors_are_the_services(rng: np.random.Generator) -> None:
 
 def test_auth_is_required_and_passed_on(rng: np.random.Generator) -> None:
     items = random_items(rng, 20, DIM)
-    with cluster(items, [1, 1, 1], api_key="s3cret") as (url, _), httpx.Client(base_url=url) as c:
+    with cluster(items, [1, 1, 1], api_key="s3cret") as (url, _), _client(url) as c:
         body = {"vector": [0.0] * DIM}
         assert error_of(c.post("/v1/search", json=body), 401)["code"] == "unauthorized"
         r = c.post("/v1/search", json=body, headers={"Authorization": "Bearer s3cret"})
@@ -115,7 +121,7 @@ def test_auth_is_required_and_passed_on(rng: np.random.Generator) -> None:
 
 def test_a_shard_without_replicas(rng: np.random.Generator) -> None:
     items = random_items(rng, 90, DIM)
-    with cluster(items, [1, 1, 2], down=2) as (url, parts), httpx.Client(base_url=url) as c:
+    with cluster(items, [1, 1, 2], down=2) as (url, parts), _client(url) as c:
         assert error_of(c.get("/readyz"), 503)["code"] == "not_ready"
         q = rng.standard_normal(DIM).astype(np.float32)
         err = error_of(c.post("/v1/search", json={"vector": q.tolist()}), 503)
@@ -132,7 +138,7 @@ def test_a_shard_without_replicas(rng: np.random.Generator) -> None:
 
 def test_stats_items_and_metrics(rng: np.random.Generator) -> None:
     items = random_items(rng, 40, DIM)
-    with cluster(items, [2, 1, 1]) as (url, _), httpx.Client(base_url=url) as c:
+    with cluster(items, [2, 1, 1]) as (url, _), _client(url) as c:
         s = c.get("/v1/stats").json()
         assert s["count"] == 40 and s["dim"] == DIM and s["shards"]["answered"] == 3
         assert [p["stats"]["count"] for p in s["per_shard"]] == [14, 13, 13]
@@ -157,11 +163,10 @@ def test_concurrent_searches_coalesce_into_batches(rng: np.random.Generator) -> 
     flt = [None, 'lang == "de"', "nope == 1"]  # the third kind: an unknown field, 422
     bodies = [{"vector": q.tolist(), "k": 5, "filter": flt[i % 3]} for i, q in enumerate(qs)]
     with (
-        cluster(items, [1, 1, 1], timeout_ms=10_000) as (url, _),
-        httpx.Client(base_url=url, timeout=30) as c,
+        cluster(items, [1, 1, 1]) as (url, _),
+        _client(url) as c,
         ThreadPoolExecutor(16) as pool,
     ):
-        # (A 10 s deadline: shards, router and clients share one process and its GIL here.)
         answers = list(pool.map(lambda b: c.post("/v1/search", json=b), bodies))
         shard_metrics = [httpx.get(u + "/metrics").text for u in _shard_urls(c)]
     for i, (body, r) in enumerate(zip(bodies, answers)):

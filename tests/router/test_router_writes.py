@@ -98,6 +98,8 @@ def test_writes_through_the_router(bootstrap: str, tmp_path: Path) -> None:
             kafka_bootstrap=bootstrap,
             topic=topic,
             probe_every_s=0.2,
+            probe_timeout_s=2,
+            timeout_ms=10_000,  # the shards and the router share this process
         )
         with (
             LiveServer(create_router_app(settings)) as router,
