@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import httpx
 
-from linr.cli.demo import LocalBroker, free_port
+from linr.testing.broker import LocalBroker, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -80,7 +80,7 @@ class Queries:
         got = body["results"]
         ids, scores = self.want[i]
         # The same fp32 scan on both sides; only BLAS's summation order may differ (a few
-        # ulps of the score), so near-ties may trade places (tests/topk_check.py).
+        # ulps of the score), so near-ties may trade places (linr/testing/topk.py).
         assert_same_topk(
             [[h["id"] for h in got]], [[h["score"] for h in got]], [ids], [scores], 1e-5, 1e-5
         )

