@@ -78,8 +78,14 @@ def test_a_snapshot_whose_tensors_are_garbage_is_skipped(tmp_path: Path) -> None
 
 
 _WRITER = """
-import sys, numpy as np, linr
+import sys, time, numpy as np, linr
 from ingest import snapshots
+real_fsync = snapshots._fsync
+def held_fsync(path):  # hold the writer after its files are written, before the rename
+    if path.name == "snapshot.json":
+        time.sleep(30)
+    real_fsync(path)
+snapshots._fsync = held_fsync
 idx = linr.Index(4, device="cpu")
 idx.upsert(list(range(50)), np.ones((50, 4), np.float32))
 print("writing", flush=True)
@@ -88,10 +94,10 @@ snapshots.write_snapshot(idx, sys.argv[1], {0: 50})
 
 
 def test_killed_during_a_write_leaves_the_previous_snapshot(tmp_path: Path) -> None:
-    """SIGKILL while the files of a snapshot are written (the debug hook holds the writer
+    """SIGKILL while the files of a snapshot are written (the writer script holds itself
     there): the temporary directory is ignored, and removed by the next write."""
     snapshots.write_snapshot(make_index(3), tmp_path, {0: 3})
-    env = dict(os.environ, LINR_INGEST_DEBUG_SNAPSHOT_DELAY_S="30")
+    env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(tmp_path)],
         env=env,
