@@ -71,7 +71,7 @@ def test_service_with_the_ingester(
         t0 = time.monotonic()
         wait_until(
             lambda: httpx.get(srv.url + "/v1/stats").json()["count"] == 58,
-            timeout=30,
+            timeout_s=30,
             what="new items applied",
         )
         assert time.monotonic() - t0 < 30
