@@ -44,7 +44,8 @@ def _resolve_tie(
     above it and stay. A full sort of the row costs ~30 ms at 300k columns on a CPU core."""
     k = vals.shape[0]
     v = vals[k - 1]
-    above = vals > v
+    # NaN (an overflow, inf - inf) sorts above every number in torch.topk: it stays too.
+    above = (vals > v) | vals.isnan()
     n_above = int(above.sum())
     tied = torch.nonzero(row == v).flatten()[: k - n_above]  # ascending columns
     cand_s = torch.cat([vals[above], row[tied]])
