@@ -18,7 +18,7 @@ outage, topic missing) is counted, logged and retried with exponential backoff f
 offsets already applied; searches keep being served from the index meanwhile.
 
 The log the offsets belong to is identified (ingest/log_identity.py) and checked at every
-(re)connect, every `_LOG_CHECK_S`, and before each batch is applied; when it is not the log
+(re)connect, every `_LOG_CHECK_S` while idle, and before each batch; when it is not the log
 the index was built from, `on_log_reset` says what happens: `stop` (ingestion stops,
 `stats()["stopped"]` says why, the index keeps serving) or `rebuild` (the index is cleared
 and rebuilt from the new log's beginning). A snapshot that fails is counted and retried
@@ -52,12 +52,13 @@ log = logging.getLogger("linr.ingest")
 # from waiting on round trips when it is catching up.
 _FETCH_MAX_BYTES = 64 << 20
 _PARTITION_FETCH_MAX_BYTES = 8 << 20
-# How often the broker is asked for the log's identity (one ListOffsets round trip: also how
-# an outage is noticed, as kafka-python's poll() just returns nothing while the broker is
-# away), and how old the metadata cache (topic id, leader epochs) may get.
+# How often, while polls come back empty, the broker is asked for the log's identity (one
+# ListOffsets round trip: also how an outage is noticed, as kafka-python's poll() just
+# returns nothing while the broker is away), and how old the metadata cache (topic id,
+# leader epochs) may get.
 _LOG_CHECK_S = 1.0
 _METADATA_MAX_AGE_MS = 2_000
-_LOG_CHECK_TIMEOUT_MS = 3_000
+_LOG_CHECK_TIMEOUT_MS = 5_000
 
 
 class LogReset(Exception):
@@ -117,6 +118,7 @@ class Ingester:
         self._since_snapshot = 0
         self._last_snapshot_t = time.monotonic()
         self._last_log_check = 0.0
+        self._last_poll_empty = True
 
     # ---- public ------------------------------------------------------------------------
     def start(self) -> None:
@@ -339,9 +341,13 @@ class Ingester:
 
     def _step(self) -> None:
         consumer = self._consumer
-        if time.monotonic() - self._last_log_check >= _LOG_CHECK_S:
+        # While records flow the broker is there, and each batch's topic id is checked in
+        # _poll; the round trip is for idle polls, which is also when an outage shows.
+        idle = self._last_poll_empty
+        if idle and time.monotonic() - self._last_log_check >= _LOG_CHECK_S:
             self._check_log(consumer, self._tps)
         records = self._poll(consumer)
+        self._last_poll_empty = not records
         if records:
             self._apply(records)
         for tp in self._tps:
