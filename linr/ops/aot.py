@@ -34,7 +34,7 @@ from linr.ops.occupancy import SM90, programs_per_sm
 
 # "module:function" of each kernel's variant generator (each yields Variant).
 GENERATORS = (
-    "linr.ops.topk_search:aot_variants",
+    "linr.ops.scan_variants:aot_variants",
     "linr.ops.rescore:aot_variants",
 )
 
