@@ -120,12 +120,14 @@ def choose_mode(codes_dtype: torch.dtype, batch: int) -> int:
     return MODE_FP16
 
 
-def _block_d(dim: int) -> int:
-    """D step of the dot: the width in {128, 64, 32} that pads D least, the widest of those.
-    D = 384 runs as 3 x 128, not 2 x 256 (25% padded work); 256-wide steps took up to 255
-    registers and spilled with fp32 codes (ptxas, sm_90, docs/gpu.md). Tensor-core dots
-    need K >= 16 (fp16) / 32 (int8); D is masked, so any D works."""
-    return min((-(-dim // w) * w, -w, w) for w in (128, 64, 32))[2]
+def _block_d(dim: int, mode: int) -> int:
+    """D step of the dot: the width that pads D least, the widest of those: D = 384 runs
+    as 3 x 128, not 2 x 256 (25% padded work). At most 128 (256-wide steps took up to 255
+    registers and spilled, ptxas sm_90), 64 for fp32 codes (fp32, B = 32, D = 128: 255
+    registers and 28 bytes of spills at 128; docs/gpu.md). Tensor-core dots need K >= 16
+    (fp16) / 32 (int8); D is masked, so any D works."""
+    widths = (64, 32) if mode == MODE_FP32 else (128, 64, 32)
+    return min((-(-dim // w) * w, -w, w) for w in widths)[2]
 
 
 def kernel_shape(
@@ -148,7 +150,7 @@ def kernel_shape(
         kt=kt,
         block_b=block_b,
         block_n=block_n,
-        block_d=_block_d(dim),
+        block_d=_block_d(dim, mode),
         num_warps=8 if block_b * block_n >= 4096 else 4,
         num_stages=3 if smem <= _SMEM_BUDGET else 2,
         norms=batch > block_b,

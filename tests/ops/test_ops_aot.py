@@ -46,7 +46,8 @@ def test_kernel_shape_fits_registers_and_shared_memory():
     assert (s.mode, s.block_b, s.num_warps, s.norms) == (MODE_INT8, 64, 8, True)
     assert kernel_shape(1024, 384, torch.float16).block_b == 32  # 64 x 384 fp16 query tile
     assert kernel_shape(32, 384, torch.float32).num_stages == 2  # 3 stages: 240 KiB
-    assert kernel_shape(130, 130, torch.float32).block_d == 32  # pads 130 to 160, not 256
+    assert kernel_shape(130, 130, torch.float16).block_d == 32  # pads 130 to 160, not 256
+    assert kernel_shape(1, 384, torch.float32).block_d == 64
 
 
 def test_variants_cover_the_grid():
