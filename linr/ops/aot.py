@@ -10,8 +10,9 @@ Every variant is compiled ahead of time (`triton.compile` on an `ASTSource`, as
 one line: registers, spill bytes (ptxas's report), shared memory, resident programs per SM
 (linr/ops/occupancy.py, the planner's formula) and the tensor-core instructions in its PTX.
 The exit status is 1 when a variant fails to compile, needs more shared memory than one
-program may have, lacks the tensor-core instruction its mode is for, or spills in a
-default path (forced variants, which only tests select, may spill). See docs/gpu.md.
+program may have, lacks the tensor-core instruction its mode is for, or spills more than
+SPILL_TRADE_BYTES in a default path (forced variants, which only tests select, may spill).
+See docs/gpu.md.
 """
 
 from __future__ import annotations
