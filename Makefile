@@ -6,11 +6,15 @@ BIN := $(VENV)/bin
 #   make install TORCH="torch --index-url https://download.pytorch.org/whl/cu126"
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
+# `make gpu-compile TRITON_VERSION=3.6.0` (and test-kernels) use a separate venv with that
+# Triton, and numpy<2.4, which the 3.6 interpreter needs; empty: .venv's (the latest).
+TRITON_VERSION ?=
+KVENV := $(if $(TRITON_VERSION),.venv-triton-$(TRITON_VERSION),$(VENV))
 SRC := $(wildcard linr service ingest)
 LINT := $(wildcard linr service ingest tests benchmarks deploy)
 
-.PHONY: install test lint format demo bench bench-service bench-ingest bench-scan bench-router eval-sample \
-	k8s-tools k8s-manifests clean
+.PHONY: install test test-kernels gpu-compile lint format demo bench bench-service bench-ingest \
+	bench-scan bench-router eval-sample k8s-tools k8s-manifests clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +25,23 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+.venv-triton-%/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-triton-$*
+	.venv-triton-$*/bin/pip install -q --upgrade pip
+	.venv-triton-$*/bin/pip install -q $(TORCH) "triton==$*" "numpy<2.4" pytest pytest-timeout -e .
+	touch $@
+
+# The kernel tests need TRITON_INTERPRET=1 set before Triton is imported: their own process.
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-kernels
+
+test-kernels: $(KVENV)/.installed
+	TRITON_INTERPRET=1 $(KVENV)/bin/python -m pytest tests/ops $(PYTEST_ARGS)
+
+# Compile every kernel variant for sm_90 (H100/H200) without a GPU; see docs/gpu.md.
+gpu-compile: $(KVENV)/.installed
+	$(KVENV)/bin/python -m linr.ops.aot
 
 lint: install
 	$(BIN)/ruff check $(LINT)
@@ -73,4 +92,4 @@ eval-sample: install
 	$(BIN)/python benchmarks/make_sample_report.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-triton-* .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -118,7 +118,7 @@ def max_rows(dev: torch.device, d: int) -> int:
 
 def run_config(ctx: dict, n: int, d: int, b: int, k: int, sel: float, form: str, mode) -> dict:
     from linr.ops.mask_words import pack_mask
-    from linr.ops.topk_search import make_plan, run_plan
+    from linr.ops.topk_search import plan_search, run_plan
 
     dev, codes, scales = ctx["dev"], ctx["codes"], ctx["scales"]
     q = torch.randn(b, d, device=dev)
@@ -130,7 +130,8 @@ def run_config(ctx: dict, n: int, d: int, b: int, k: int, sel: float, form: str,
         else:
             rows = torch.nonzero(allowed).flatten()
     n_pos = rows.shape[0] if rows is not None else n
-    plan = make_plan(b, n_pos, d, k, codes.dtype, dev, mode=mode)
+    kw = {"scales": scales, "mask_words": mask_words, "rows": rows}
+    plan = plan_search(q, codes, k, mode=mode, **kw)  # the occupancy of the compiled kernel
 
     def fused():
         return run_plan(q, codes, k, plan, scales=scales, mask_words=mask_words, rows=rows)
@@ -271,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     dtype = {"int8": torch.int8, "float16": torch.float16, "float32": torch.float32}[args.dtype]
     results: list[dict] = []
+    out = args.csv or RESULTS / ("scan.csv" if cuda else "scan_smoke.csv")
     built: tuple | None = None
     for n, d, b, k, sel, form, mode in configs(args):
         n_rows = max_rows(dev, d) if n == "max" else n
@@ -290,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             built = (n_rows, d)
         r = run_config(ctx, n_rows, d, b, k, sel, form, mode)
         results.append(r)
+        append_rows(out, [r])  # row by row: a run cut short keeps its rows
         print(
             f"N={n_rows:>11,} D={d} B={b:>4} k={k:>4} sel={sel:<6} {r['filter']:>4} "
             f"{r['mode']:>10}: {r['time_ms']:9.3f} ms  {r['qps']:>12,.0f} q/s "
@@ -298,8 +301,6 @@ def main(argv: list[str] | None = None) -> int:
             f"+{r['extra_mem_mb']:.0f} MB",
             flush=True,
         )
-    out = args.csv or RESULTS / ("scan.csv" if cuda else "scan_smoke.csv")
-    append_rows(out, results)
     print(f"appended {len(results)} rows to {out}")
     _summary(results)
     return 0

@@ -1,7 +1,9 @@
 """GPU kernels (Triton) for the exhaustive filtered scan.
 
-`import linr.ops` needs only torch: Triton is imported when a kernel is first used, so
-CPU-only installs (no Triton) can import linr. See docs/gpu.md for the design.
+`import linr.ops` needs only torch: the kernel modules (which import Triton) load when a
+kernel is first used, so CPU-only installs (no Triton) can import linr. Triton reads
+TRITON_INTERPRET when a kernel is defined, so the CPU interpreter (tests) is chosen per
+process, before the first use. See docs/gpu.md for the design.
 
     scores, rows = linr.ops.scan_topk(q, codes, k, scales=s, bias=b, mask_words=m)
 """
@@ -9,12 +11,16 @@ CPU-only installs (no Triton) can import linr. See docs/gpu.md for the design.
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import torch
 
-from linr.ops._jit import interpreting
-
 __all__ = ["available", "scan_topk"]
+
+
+def interpreting() -> bool:
+    """True when Triton's CPU interpreter is switched on (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 def available(device: torch.device | str) -> bool:

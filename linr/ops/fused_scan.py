@@ -35,10 +35,8 @@ Modes (which dot, chosen per batch size in topk_search.py):
 from __future__ import annotations
 
 import torch
+import triton
 import triton.language as tl
-
-from linr.ops._combine import _add, _max
-from linr.ops._jit import LazyKernel
 
 MODE_FP32 = 0
 MODE_FP16 = 1
@@ -50,8 +48,10 @@ _U = 2.0**-24  # fp32 unit roundoff
 _ROUND_REL = 16 * _U
 # Relative slack on A_b for the roundings of the bound's own arithmetic (norms, sqrt).
 _SLACK = 1.0 + 2.0**-8
+_NORM_ROWS = 1 << 18  # rows per step of code_norms: 128 MiB of fp32 temporaries at D = 128
 
 
+@triton.jit
 def _scan_topk_kernel(
     qa_ptr,  # [B, D] query operand: fp32 (FP32), fp16 (FP16), int8 (INT8)
     qs_ptr,  # fp32 [B] per-query factor the dot is multiplied by
@@ -61,6 +61,7 @@ def _scan_topk_kernel(
     bias_ptr,  # fp32 [N]
     mask_ptr,  # int32 [ceil(N / 32)]
     rows_ptr,  # int64 [P] sorted row list
+    norms_ptr,  # fp32 [P] ||codes[row]||_2 per position, read when HAS_NORMS (else computed)
     out_v_ptr,  # fp32 [B, n_splits * KT * BLOCK_N]
     out_p_ptr,  # int32, same shape: positions, -1 for empty slots
     B,
@@ -76,6 +77,7 @@ def _scan_topk_kernel(
     HAS_BIAS: tl.constexpr,
     HAS_MASK: tl.constexpr,
     HAS_ROWS: tl.constexpr,
+    HAS_NORMS: tl.constexpr,
     KT: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -112,75 +114,78 @@ def _scan_topk_kernel(
         if HAS_MASK:
             word = tl.load(mask_ptr + (row >> 5), mask=ok, other=0)
             ok = ok & (((word >> (row & 31).to(tl.int32)) & 1) != 0)
-        # With a mask, skip the codes of a tile with no allowed row (a selective mask skips
-        # most tiles). Without one the branch is static, leaving a plain loop to pipeline.
-        run = True
-        if HAS_MASK:
-            run = tl.reduce(ok.to(tl.int32), 0, _max) > 0
-        if run:
-            c_rows = codes_ptr + row[:, None] * stride_c
-            if MODE == 2:
-                acc_i = tl.full([BLOCK_B, BLOCK_N], 0, tl.int32)
-            else:
-                acc = tl.full([BLOCK_B, BLOCK_N], 0, tl.float32)
-            cn2 = tl.full([BLOCK_N], 0, tl.float32)
-            for d0 in tl.static_range(0, D, BLOCK_D):  # unrolled: D is a constexpr
-                d = d0 + offs_d
-                d_ok = d < D
-                c = tl.load(c_rows + d[None, :], mask=ok[:, None] & d_ok[None, :], other=0)
-                a = tl.load(qa_rows + d[None, :], mask=b_ok[:, None] & d_ok[None, :], other=0)
+        # Rows the filter rejects are masked out of the code loads: a masked-off row is never
+        # fetched, and the loop stays free of data-dependent branches, so Triton pipelines
+        # its loads (async copies) with or without a mask (docs/gpu.md, "Compiled for sm_90").
+        c_rows = codes_ptr + row[:, None] * stride_c
+        if MODE == 2:
+            acc_i = tl.zeros([BLOCK_B, BLOCK_N], dtype=tl.int32)
+        else:
+            acc = tl.zeros([BLOCK_B, BLOCK_N], dtype=tl.float32)
+        if not HAS_NORMS:
+            cn2 = tl.zeros([BLOCK_N], dtype=tl.float32)
+        for d0 in tl.static_range(0, D, BLOCK_D):  # unrolled: D is a constexpr
+            d = d0 + offs_d
+            d_ok = d < D
+            c = tl.load(c_rows + d[None, :], mask=ok[:, None] & d_ok[None, :], other=0)
+            a = tl.load(qa_rows + d[None, :], mask=b_ok[:, None] & d_ok[None, :], other=0)
+            if not HAS_NORMS:
                 cf = c.to(tl.float32)
-                cn2 += tl.reduce(cf * cf, 1, _add)
-                if MODE == 0:
-                    acc = tl.dot(a, tl.trans(cf), acc)
-                elif MODE == 1:
-                    acc = tl.dot(a, tl.trans(c.to(tl.float16)), acc)
-                else:
-                    acc_i = tl.dot(a, tl.trans(c), acc_i)
-            if MODE == 2:
-                s = acc_i.to(tl.float32) * qs[:, None]
+                cn2 += tl.sum(cf * cf, axis=1)
+            if MODE == 0:
+                acc = tl.dot(a, tl.trans(c), acc)
+            elif MODE == 1:
+                acc = tl.dot(a, tl.trans(c.to(tl.float16)), acc)
             else:
-                s = acc * qs[:, None]
+                # Triton 3.6 needs the int32 result type spelled out (later versions infer it).
+                acc_i = tl.dot(a, tl.trans(c), acc_i, out_dtype=tl.int32)
+        if MODE == 2:
+            s = acc_i.to(tl.float32) * qs[:, None]
+        else:
+            s = acc * qs[:, None]
+        if HAS_NORMS:
+            cn = tl.load(norms_ptr + pos, mask=ok, other=0.0)
+        else:
             cn = tl.sqrt(cn2)
-            if HAS_SCALES:
-                sc = tl.load(scales_ptr + row, mask=ok, other=1.0)
-                s = s * sc[None, :]
-                cn = cn * tl.abs(sc)
-            # The bound is rank one plus a per-row term: 2 operations per score.
-            s += qerr[:, None] * cn[None, :]
-            if HAS_BIAS:
-                bi = tl.load(bias_ptr + row, mask=ok, other=0.0)
-                s += (bi + eps_round * tl.abs(bi))[None, :]
-            x = tl.where(b_ok[:, None] & ok[None, :], s, float("-inf"))
-            xp = tl.full([BLOCK_B, BLOCK_N], 0, tl.int32) + pos[None, :]
-            # Insert x into the sorted slots; the displaced entry moves down one slot.
-            take = x > v0
-            nv = tl.where(take, x, v0)
-            np_ = tl.where(take, xp, p0)
-            x = tl.where(take, v0, x)
-            xp = tl.where(take, p0, xp)
-            v0 = nv
-            p0 = np_
-            if KT > 1:
-                take = x > v1
-                nv = tl.where(take, x, v1)
-                np_ = tl.where(take, xp, p1)
-                x = tl.where(take, v1, x)
-                xp = tl.where(take, p1, xp)
-                v1 = nv
-                p1 = np_
-            if KT > 2:
-                take = x > v2
-                nv = tl.where(take, x, v2)
-                np_ = tl.where(take, xp, p2)
-                x = tl.where(take, v2, x)
-                xp = tl.where(take, p2, xp)
-                v2 = nv
-                p2 = np_
-            if KT > 3:
-                take = x > v3
-                v3 = tl.where(take, x, v3)
-                p3 = tl.where(take, xp, p3)
+        if HAS_SCALES:
+            sc = tl.load(scales_ptr + row, mask=ok, other=1.0)
+            s = s * sc[None, :]
+            cn = cn * tl.abs(sc)
+        # The bound is rank one plus a per-row term: 2 operations per score.
+        s += qerr[:, None] * cn[None, :]
+        if HAS_BIAS:
+            bi = tl.load(bias_ptr + row, mask=ok, other=0.0)
+            s += (bi + eps_round * tl.abs(bi))[None, :]
+        x = tl.where(b_ok[:, None] & ok[None, :], s, float("-inf"))
+        xp = tl.full([BLOCK_B, BLOCK_N], 0, tl.int32) + pos[None, :]
+        # Insert x into the sorted slots; the displaced entry moves down one slot.
+        take = x > v0
+        nv = tl.where(take, x, v0)
+        np_ = tl.where(take, xp, p0)
+        x = tl.where(take, v0, x)
+        xp = tl.where(take, p0, xp)
+        v0 = nv
+        p0 = np_
+        if KT > 1:
+            take = x > v1
+            nv = tl.where(take, x, v1)
+            np_ = tl.where(take, xp, p1)
+            x = tl.where(take, v1, x)
+            xp = tl.where(take, p1, xp)
+            v1 = nv
+            p1 = np_
+        if KT > 2:
+            take = x > v2
+            nv = tl.where(take, x, v2)
+            np_ = tl.where(take, xp, p2)
+            x = tl.where(take, v2, x)
+            xp = tl.where(take, p2, xp)
+            v2 = nv
+            p2 = np_
+        if KT > 3:
+            take = x > v3
+            v3 = tl.where(take, x, v3)
+            p3 = tl.where(take, xp, p3)
 
     out = offs_b[:, None].to(tl.int64) * stride_out + split * (KT * BLOCK_N) + lanes[None, :]
     st = b_ok[:, None]
@@ -195,9 +200,6 @@ def _scan_topk_kernel(
     if KT > 3:
         tl.store(out_v_ptr + out + 3 * BLOCK_N, v3, mask=st)
         tl.store(out_p_ptr + out + 3 * BLOCK_N, p3, mask=st)
-
-
-_scan_kernel = LazyKernel(_scan_topk_kernel)
 
 
 def prepare_queries(q: torch.Tensor, mode: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -240,6 +242,75 @@ def prepare_queries(q: torch.Tensor, mode: int) -> tuple[torch.Tensor, torch.Ten
     return qa.contiguous(), qs.to(torch.float32).contiguous(), qerr.contiguous()
 
 
+def _pointers(qa, qs, qerr, codes, scales, bias, mask_words, rows, norms, out_v, out_p) -> list:
+    dummy = qs  # any tensor: pointers of disabled features are never read
+    opt = [t if t is not None else dummy for t in (scales, bias, mask_words, rows, norms)]
+    return [qa, qs, qerr, codes, *opt, out_v, out_p]
+
+
+def _meta(dim, mode, scales, bias, mask_words, rows, norms, kt, block_b, block_n, block_d):
+    return {
+        "D": dim,
+        "MODE": mode,
+        "HAS_SCALES": scales is not None,
+        "HAS_BIAS": bias is not None,
+        "HAS_MASK": mask_words is not None,
+        "HAS_ROWS": rows is not None,
+        "HAS_NORMS": norms is not None,
+        "KT": kt,
+        "BLOCK_B": block_b,
+        "BLOCK_N": block_n,
+        "BLOCK_D": block_d,
+    }
+
+
+_QUERY_DTYPE = {MODE_FP32: torch.float32, MODE_FP16: torch.float16, MODE_INT8: torch.int8}
+
+
+def compiled_resources(
+    codes: torch.Tensor,
+    batch: int,
+    flags: tuple[bool, bool, bool, bool, bool],
+    mode: int,
+    kt: int,
+    block_b: int,
+    block_n: int,
+    block_d: int,
+    num_warps: int,
+    num_stages: int,
+) -> tuple[int, int]:
+    """(registers per thread, shared-memory bytes per program) of the kernel scan_partial
+    launches for these codes (CUDA) and features (scales, bias, mask, rows, norms given): compiles
+    it, or finds it in Triton's cache, without launching it."""
+    dev, dim = codes.device, codes.shape[1]
+    qa = torch.empty((1, dim), dtype=_QUERY_DTYPE[mode], device=dev)
+    f32 = torch.empty(1, dtype=torch.float32, device=dev)
+    has_scales, has_bias, has_mask, has_rows, has_norms = flags
+    scales = f32 if has_scales else None
+    bias = f32 if has_bias else None
+    mask_words = torch.empty(1, dtype=torch.int32, device=dev) if has_mask else None
+    rows = torch.empty(1, dtype=torch.int64, device=dev) if has_rows else None
+    norms = f32 if has_norms else None
+    out_p = torch.empty(1, dtype=torch.int32, device=dev)
+    # Integer arguments as a launch passes them: Triton specializes on == 1 and % 16 == 0.
+    compiled = _scan_topk_kernel.warmup(
+        *_pointers(qa, f32, f32, codes, scales, bias, mask_words, rows, norms, f32, out_p),
+        batch,
+        1 << 20,
+        2,
+        3 * _ROUND_REL,
+        dim,
+        codes.stride(0),
+        kt * block_n * 2,
+        **_meta(dim, mode, scales, bias, mask_words, rows, norms, kt, block_b, block_n, block_d),
+        num_warps=num_warps,
+        num_stages=num_stages,
+        grid=(1,),
+    )
+    compiled._init_handles()  # loads the binary: ptxas's register count comes with it
+    return int(compiled.n_regs), int(compiled.metadata.shared)
+
+
 def scan_partial(
     q: torch.Tensor,
     codes: torch.Tensor,
@@ -251,6 +322,7 @@ def scan_partial(
     mode: int,
     kt: int,
     n_splits: int,
+    norms: torch.Tensor | None = None,
     tiles_per_split: int,
     block_b: int,
     block_n: int,
@@ -258,7 +330,8 @@ def scan_partial(
     num_warps: int = 4,
     num_stages: int = 3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Launch the fused scan. q: fp32 [B, D]; codes [N, D] with unit stride along D.
+    """Launch the fused scan. q: fp32 [B, D]; codes [N, D] with unit stride along D; norms:
+    code_norms(codes, rows), or None to compute them in the kernel (per query block).
     Returns (values fp32 [B, n_splits * kt * block_n], positions int32, same shape): for each
     split s, slot j < kt and lane l, the (j+1)-th best of lane l's positions in split s
     (values are upper bounds in MODE_INT8); -inf / -1 where the lane has fewer entries."""
@@ -268,19 +341,9 @@ def scan_partial(
     width = n_splits * kt * block_n
     out_v = torch.empty((b, width), dtype=torch.float32, device=q.device)
     out_p = torch.empty((b, width), dtype=torch.int32, device=q.device)
-    dummy = qs  # any tensor: pointers of disabled features are never read
     grid = (-(-b // block_b), n_splits)
-    _scan_kernel[grid](
-        qa,
-        qs,
-        qerr,
-        codes,
-        scales if scales is not None else dummy,
-        bias if bias is not None else dummy,
-        mask_words if mask_words is not None else dummy,
-        rows if rows is not None else dummy,
-        out_v,
-        out_p,
+    _scan_topk_kernel[grid](
+        *_pointers(qa, qs, qerr, codes, scales, bias, mask_words, rows, norms, out_v, out_p),
         b,
         n_pos,
         tiles_per_split,
@@ -288,20 +351,22 @@ def scan_partial(
         qa.stride(0),
         codes.stride(0),
         width,
-        D=dim,
-        MODE=mode,
-        HAS_SCALES=scales is not None,
-        HAS_BIAS=bias is not None,
-        HAS_MASK=mask_words is not None,
-        HAS_ROWS=rows is not None,
-        KT=kt,
-        BLOCK_B=block_b,
-        BLOCK_N=block_n,
-        BLOCK_D=block_d,
+        **_meta(dim, mode, scales, bias, mask_words, rows, norms, kt, block_b, block_n, block_d),
         num_warps=num_warps,
         num_stages=num_stages,
     )
     return out_v, out_p
+
+
+def code_norms(codes: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """fp32 [P] ||codes[r]||_2 of every row r (rows None) or of rows[p], in steps of
+    _NORM_ROWS rows (bounded temporaries): the kernel's `norms` argument."""
+    n = codes.shape[0] if rows is None else rows.shape[0]
+    out = torch.empty(n, dtype=torch.float32, device=codes.device)
+    for r0 in range(0, n, _NORM_ROWS):
+        part = codes[r0 : r0 + _NORM_ROWS] if rows is None else codes[rows[r0 : r0 + _NORM_ROWS]]
+        out[r0 : r0 + _NORM_ROWS] = part.float().norm(dim=1)
+    return out
 
 
 def exact_scores(

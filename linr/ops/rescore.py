@@ -9,16 +9,20 @@ this kernel is bound by gathering rows, not by arithmetic.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import torch
+import triton
 import triton.language as tl
 
-from linr.ops._combine import _add
-from linr.ops._jit import LazyKernel
+from linr.ops.aot import Variant
 
 _BLOCK_P = 32  # pairs per program
 _BLOCK_D = 64  # dimensions per step (D is masked, any size works)
 
 
+@triton.jit
 def _rescore_kernel(
     q_ptr,  # fp32 [B, D]
     codes_ptr,  # [N, D] int8 | fp16 | fp32
@@ -48,15 +52,12 @@ def _rescore_kernel(
         m = ok[:, None] & (d < D)[None, :]
         a = tl.load(q_rows + d[None, :], mask=m, other=0.0)
         c = tl.load(c_rows + d[None, :], mask=m, other=0).to(tl.float32)
-        acc += tl.reduce(a * c, 1, _add)
+        acc += tl.sum(a * c, axis=1)
     if HAS_SCALES:
         acc = acc * tl.load(scales_ptr + row, mask=ok, other=1.0)
     if HAS_BIAS:
         acc = acc + tl.load(bias_ptr + row, mask=ok, other=0.0)
     tl.store(out_ptr + offs, acc, mask=ok)
-
-
-_kernel = LazyKernel(_rescore_kernel)
 
 
 def rescore(
@@ -79,7 +80,7 @@ def rescore(
         return out
     dummy = out
     grid = (-(-n_pairs // _BLOCK_P),)
-    _kernel[grid](
+    _rescore_kernel[grid](
         q,
         codes,
         scales if scales is not None else dummy,
@@ -114,3 +115,42 @@ def rescore_reference(
     if bias is not None:
         s = s + bias[pair_rows].double()
     return s
+
+
+def aot_variants() -> Iterator[Variant]:
+    """The rescoring kernel's specializations for linr/ops/aot.py: D is a runtime argument,
+    so one per codes dtype and scales / bias combination."""
+    for codes_t in ("i8", "fp16", "fp32"):
+        for has_scales, has_bias in itertools.product((False, True), repeat=2):
+            sig = [
+                ("q_ptr", "*fp32"),
+                ("codes_ptr", "*" + codes_t),
+                ("scales_ptr", "*fp32"),
+                ("bias_ptr", "*fp32"),
+                ("pq_ptr", "*i64"),
+                ("prow_ptr", "*i64"),
+                ("out_ptr", "*fp32"),
+                ("P", "i32"),
+                ("D", "i32"),
+                ("stride_q", "i32"),
+                ("stride_c", "i32"),
+            ]
+            yield Variant(
+                kernel="rescore",
+                fn="linr.ops.rescore:_rescore_kernel",
+                signature=tuple(sig),
+                constexprs=(
+                    ("HAS_SCALES", has_scales),
+                    ("HAS_BIAS", has_bias),
+                    ("BLOCK_P", _BLOCK_P),
+                    ("BLOCK_D", _BLOCK_D),
+                ),
+                aligned=tuple(n for n, t in sig if t.startswith("*")) + ("stride_q", "stride_c"),
+                num_warps=4,
+                num_stages=3,
+                labels=(
+                    ("codes", codes_t.replace("i8", "int8")),
+                    ("scales", "y" if has_scales else "n"),
+                    ("bias", "y" if has_bias else "n"),
+                ),
+            )

@@ -32,29 +32,57 @@ from linr.ops.fused_scan import (
     MODE_FP32,
     MODE_INT8,
     allowed_rows,
+    code_norms,
+    compiled_resources,
     exact_scores,
     scan_partial,
 )
 from linr.ops.inputs import check_inputs
 from linr.ops.merge_topk import merge_topk, segmented_topk
+from linr.ops.occupancy import limits_of, programs_per_sm
 from linr.ops.rescore import rescore
 
 # Not yet measured on a GPU (written without one); initial values from the arithmetic in
-# docs/gpu.md, to be tuned with benchmarks/bench_scan.py.
+# docs/gpu.md, to be tuned with benchmarks/bench_scan.py. The register and shared-memory
+# figures quoted below are ptxas's for sm_90 (`make gpu-compile`, docs/gpu.md).
 _BLOCK_N = 64  # rows per tile = lanes per program
 _KT = 2  # candidates kept per lane group: flagged fraction ~ lambda**KT / KT!
 _GROUPS_PER_K = 16  # lane groups per wanted result: lambda = 1/16 winners per group
-_PROGRAMS_PER_SM = 4  # enough resident programs to hide the latency of the code loads
 # From this batch on, int8 codes use the int8 x int8 dot. The fp16 dot does 2 B flops per
 # int8 code byte, so it meets an H100's compute roof (~990 fp16 TFLOP/s over ~3.35 TB/s,
 # ~295 flops/byte) near B = 150; the int8 dot runs at twice the rate. Below that both are
 # bound by reading the codes and the fp16 query's tighter bound means fewer rescorings.
 _INT8_QUERY_MIN_BATCH = 128
+# A program keeps its [BLOCK_B, D] query tile in registers across the tiles it scans: from
+# this many bytes on, BLOCK_B = 32 instead of 64. At 64 x 128 fp32 (32 KiB) and 64 x 384
+# fp16 (48 KiB) ptxas spilled at 255 registers; 64 x 384 int8 (24 KiB) fit (docs/gpu.md).
+_QUERY_TILE_BYTES = 32 << 10
+_QUERY_BYTES = {MODE_FP32: 4, MODE_FP16: 2, MODE_INT8: 1}
+# Shared memory of a pipelined scan: (num_stages - 1) [BLOCK_N, D] code tiles in flight plus
+# the [BLOCK_B, D] query tile (ptxas, sm_90: fp32 codes, D = 384, BLOCK_B = 32 took 240.2
+# KiB at 3 stages, the model says 240). Up to this many bytes 3 stages, else 2: under the
+# 227 KiB a program may have, with room for layout-conversion scratch.
+_SMEM_BUDGET = 216 << 10
 # Candidate buffers: 8 bytes per slot (bound + position), counted twice for the temporaries
 # of topk and of the lane-group check.
 _CAND_BUDGET_BYTES = 512 << 20
 _BYTES_PER_SLOT = 16
 _PAIR_CHUNK = 1 << 21  # (query, row) pairs rescored per launch: ~50 MB of temporaries
+
+
+@dataclass(frozen=True)
+class KernelShape:
+    """The compile-time part of a plan: one Triton compilation per distinct value (with the
+    codes' dtype, D and which of scales / bias / mask / rows are given)."""
+
+    mode: int
+    kt: int
+    block_b: int
+    block_n: int
+    block_d: int
+    num_warps: int
+    num_stages: int
+    norms: bool  # code norms computed once per search (code_norms), not per query block
 
 
 @dataclass(frozen=True)
@@ -71,6 +99,7 @@ class ScanPlan:
     query_chunk: int
     num_warps: int = 4
     num_stages: int = 3
+    norms: bool = False
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -91,6 +120,43 @@ def choose_mode(codes_dtype: torch.dtype, batch: int) -> int:
     return MODE_FP16
 
 
+def _block_d(dim: int, mode: int) -> int:
+    """D step of the dot: the width that pads D least, the widest of those: D = 384 runs
+    as 3 x 128, not 2 x 256 (25% padded work). At most 128 (256-wide steps took up to 255
+    registers and spilled, ptxas sm_90), 64 for fp32 codes (fp32, B = 32, D = 128: 255
+    registers and 28 bytes of spills at 128; docs/gpu.md). Tensor-core dots need K >= 16
+    (fp16) / 32 (int8); D is masked, so any D works."""
+    widths = (64, 32) if mode == MODE_FP32 else (128, 64, 32)
+    return min((-(-dim // w) * w, -w, w) for w in widths)[2]
+
+
+def kernel_shape(
+    batch: int, dim: int, codes_dtype: torch.dtype, *, mode: int | None = None, kt: int = _KT
+) -> KernelShape:
+    """Block sizes, warps and pipeline depth of the fused scan for a batch of `batch`."""
+    batch = max(batch, 1)
+    if mode is None:
+        mode = choose_mode(codes_dtype, batch)
+    if not 1 <= kt <= 4:
+        raise ValueError(f"kt must be 1..4, got {kt}")
+    block_b = 16 if batch <= 16 else 32 if batch <= 32 else 64
+    if block_b == 64 and 64 * dim * _QUERY_BYTES[mode] >= _QUERY_TILE_BYTES:
+        block_b = 32
+    block_n = _BLOCK_N
+    code_bytes = codes_dtype.itemsize
+    smem = 2 * block_n * dim * code_bytes + block_b * dim * _QUERY_BYTES[mode]
+    return KernelShape(
+        mode=mode,
+        kt=kt,
+        block_b=block_b,
+        block_n=block_n,
+        block_d=_block_d(dim, mode),
+        num_warps=8 if block_b * block_n >= 4096 else 4,
+        num_stages=3 if smem <= _SMEM_BUDGET else 2,
+        norms=batch > block_b,
+    )
+
+
 def make_plan(
     batch: int,
     n_pos: int,
@@ -102,40 +168,81 @@ def make_plan(
     mode: int | None = None,
     kt: int = _KT,
     n_splits: int | None = None,
+    programs_per_sm: int | None = None,
 ) -> ScanPlan:
+    """The plan of one search. `programs_per_sm`: how many programs of the compiled kernel
+    one SM holds (plan_search reads it off the compiled kernel); 1 when not given."""
     batch, n_pos = max(batch, 1), max(n_pos, 1)
-    if mode is None:
-        mode = choose_mode(codes_dtype, batch)
-    if not 1 <= kt <= 4:
-        raise ValueError(f"kt must be 1..4, got {kt}")
-    block_b = 16 if batch <= 16 else 32 if batch <= 32 else 64
-    block_n = _BLOCK_N
-    # Whole rows per step up to 256 dims (fewer, wider loads); tensor-core dots need
-    # K >= 16 (fp16) / 32 (int8); D is masked, so any D works.
-    block_d = max(32, min(256, 1 << max(dim - 1, 0).bit_length()))
-    n_tiles = max(1, _cdiv(n_pos, block_n))
+    shape = kernel_shape(batch, dim, codes_dtype, mode=mode, kt=kt)
+    n_tiles = max(1, _cdiv(n_pos, shape.block_n))
     if n_splits is None:
-        by_k = _cdiv(k * _GROUPS_PER_K, block_n)
-        by_occupancy = _cdiv(_PROGRAMS_PER_SM * _sm_count(device), _cdiv(batch, block_b))
-        n_splits = max(by_k, by_occupancy)
+        # Enough lane groups for k (step 3's flagged fraction), and one full wave of
+        # resident programs over the GPU.
+        by_k = _cdiv(k * _GROUPS_PER_K, shape.block_n)
+        resident = max(1, programs_per_sm or 1) * _sm_count(device)
+        n_splits = max(by_k, _cdiv(resident, _cdiv(batch, shape.block_b)))
     n_splits = min(max(n_splits, 1), n_tiles)
     tiles_per_split = _cdiv(n_tiles, n_splits)
     n_splits = _cdiv(n_tiles, tiles_per_split)
-    slots = n_splits * kt * block_n
+    slots = n_splits * shape.kt * shape.block_n
     # The first rescoring handles 2k pairs per query at once: keep it under _PAIR_CHUNK.
     chunk = min(_CAND_BUDGET_BYTES // (slots * _BYTES_PER_SLOT), _PAIR_CHUNK // (2 * k))
-    chunk = min(batch, max(block_b, chunk // block_b * block_b))
+    chunk = min(batch, max(shape.block_b, chunk // shape.block_b * shape.block_b))
     return ScanPlan(
-        mode=mode,
-        kt=kt,
-        block_b=block_b,
-        block_n=block_n,
-        block_d=block_d,
+        mode=shape.mode,
+        kt=shape.kt,
+        block_b=shape.block_b,
+        block_n=shape.block_n,
+        block_d=shape.block_d,
         n_splits=n_splits,
         tiles_per_split=tiles_per_split,
         query_chunk=max(chunk, 1),
-        num_warps=8 if block_b * block_n >= 4096 else 4,
+        num_warps=shape.num_warps,
+        num_stages=shape.num_stages,
+        norms=shape.norms,
     )
+
+
+# Programs per SM of each compiled specialization, per device: read once per process.
+_RESIDENT: dict[tuple, int] = {}
+
+
+def plan_search(
+    q: torch.Tensor,
+    codes: torch.Tensor,
+    k: int,
+    *,
+    scales: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    mask_words: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+    mode: int | None = None,
+) -> ScanPlan:
+    """make_plan for these inputs, with the occupancy of the kernel compiled for them (on a
+    CUDA device: its registers and shared memory, linr/ops/occupancy.py)."""
+    b, dim = q.shape
+    n_pos = rows.shape[0] if rows is not None else codes.shape[0]
+    dev = q.device
+    ppsm = None
+    if dev.type == "cuda":
+        shape = kernel_shape(max(b, 1), dim, codes.dtype, mode=mode)
+        flags = (
+            scales is not None,
+            bias is not None,
+            mask_words is not None,
+            rows is not None,
+            shape.norms,
+        )
+        key = (dev, codes.dtype, dim, codes.stride(0), b == 1, flags, shape)
+        if key not in _RESIDENT:
+            n_regs, shared = compiled_resources(
+                codes, b, flags, shape.mode, shape.kt, shape.block_b, shape.block_n,
+                shape.block_d, shape.num_warps, shape.num_stages,
+            )  # fmt: skip
+            ppsm = programs_per_sm(n_regs, shared, shape.num_warps, limits_of(dev))
+            _RESIDENT[key] = ppsm
+        ppsm = _RESIDENT[key]
+    return make_plan(b, n_pos, dim, k, codes.dtype, dev, mode=mode, programs_per_sm=ppsm)
 
 
 @dataclass
@@ -301,6 +408,7 @@ def run_plan(
     n_pos = rows.shape[0] if rows is not None else codes.shape[0]
     if b == 0 or n_pos == 0:
         return out_s, out_r
+    norms = code_norms(codes, rows) if plan.norms else None
     for b0 in range(0, b, plan.query_chunk):
         qc = q[b0 : b0 + plan.query_chunk]
         ch = _Chunk(qc, codes, scales, bias, mask_words, rows, n_pos)
@@ -313,6 +421,7 @@ def run_plan(
             rows=rows,
             mode=plan.mode,
             kt=plan.kt,
+            norms=norms,
             n_splits=plan.n_splits,
             tiles_per_split=plan.tiles_per_split,
             block_b=plan.block_b,
@@ -348,8 +457,9 @@ def scan_topk(
     docs/gpu.md for the error bound); allowed rows must have finite scores.
     """
     c = check_inputs(q, codes, k, scales, bias, mask_words, rows)
-    n_pos = c.rows.shape[0] if c.rows is not None else codes.shape[0]
-    plan = make_plan(c.q.shape[0], n_pos, codes.shape[1], c.k, codes.dtype, c.q.device)
+    plan = plan_search(
+        c.q, codes, c.k, scales=c.scales, bias=c.bias, mask_words=c.mask_words, rows=c.rows
+    )
     return run_plan(
         c.q, codes, c.k, plan, scales=c.scales, bias=c.bias, mask_words=c.mask_words, rows=c.rows
     )

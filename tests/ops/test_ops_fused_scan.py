@@ -18,6 +18,7 @@ from linr.ops.fused_scan import (  # noqa: E402
     MODE_FP16,
     MODE_FP32,
     MODE_INT8,
+    code_norms,
     prepare_queries,
     scan_partial,
     scan_partial_reference,
@@ -67,6 +68,8 @@ def test_scan_partial_lane_topk(gen, dev, dtype, mode, filt, b, n, d, kt, n_spli
         rows=on(rows),
         mode=mode,
         kt=kt,
+        # As the planner does past one query block: norms computed once, read by position.
+        norms=on(code_norms(codes, rows)) if b > 16 else None,
         n_splits=n_splits,
         tiles_per_split=tps,
         block_b=16,

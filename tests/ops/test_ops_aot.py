@@ -1,0 +1,77 @@
+"""The planner's compile-time choices and the ahead-of-time compile harness (linr/ops/aot.py).
+
+Runs in the main pytest process (no interpreter): it compiles for sm_90 on this CPU.
+`make gpu-compile` compiles every variant; here one of them, to keep the parsing honest.
+"""
+
+import dataclasses
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from linr.ops import aot  # noqa: E402
+from linr.ops.fused_scan import MODE_FP16, MODE_INT8  # noqa: E402
+from linr.ops.occupancy import SM90, programs_per_sm  # noqa: E402
+from linr.ops.topk_search import kernel_shape, make_plan  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "regs,shared,warps,want",
+    [
+        (137, 20 << 10, 4, 3),  # 137 -> 144 per thread: 65536 // (144 * 128) = 3
+        (128, 20 << 10, 4, 4),
+        (255, 40 << 10, 8, 1),
+        (64, 100 << 10, 4, 2),  # shared memory: 228 KiB // (100 + 1) KiB
+        (32, 0, 4, 16),  # threads: 2048 // 128
+        (64, 228 << 10, 4, 0),  # over the 227 KiB one program may have
+    ],
+)
+def test_programs_per_sm(regs, shared, warps, want):
+    assert programs_per_sm(regs, shared, warps, SM90) == want
+
+
+def test_make_plan_fills_the_resident_programs():
+    """n_splits covers one wave of the programs the compiled kernel lets each SM hold."""
+    cpu = torch.device("cpu")  # 2 "SMs" for the interpreter
+    plans = [make_plan(1, 10**7, 128, 10, torch.int8, cpu, programs_per_sm=p) for p in (1, 3, 6)]
+    assert [p.n_splits for p in plans] == [3, 6, 12]  # k alone asks for 10 * 16 / 64 -> 3
+
+
+def test_kernel_shape_fits_registers_and_shared_memory():
+    s = kernel_shape(1, 384, torch.int8)
+    assert (s.mode, s.block_d, s.num_stages, s.norms) == (MODE_FP16, 128, 3, False)
+    s = kernel_shape(1024, 128, torch.int8)
+    assert (s.mode, s.block_b, s.num_warps, s.norms) == (MODE_INT8, 64, 8, True)
+    assert kernel_shape(1024, 384, torch.float16).block_b == 32  # 64 x 384 fp16 query tile
+    assert kernel_shape(32, 384, torch.float32).num_stages == 2  # 3 stages: 240 KiB
+    assert kernel_shape(130, 130, torch.float16).block_d == 32  # pads 130 to 160, not 256
+    assert kernel_shape(1, 384, torch.float32).block_d == 64
+
+
+def test_variants_cover_the_grid():
+    vs = list(aot.variants("fused_scan"))
+    assert len(vs) >= 300
+    keys = [v.labels for v in vs]
+    assert len(set(keys)) == len(keys)
+    for v in vs:
+        lab = dict(v.labels)
+        assert v.tensor_core == {"FP32": "tf32", "FP16": "f16", "INT8": "s8"}[lab["mode"]]
+        assert v.default == (lab["mode"] == ("INT8" if lab["B"] >= 128 else "FP16")) or (
+            lab["codes"] != "int8"
+        )
+
+
+def test_compile_one_variant_for_sm90(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRITON_DUMP_PTXAS_LOG", "1")
+    v = next(iter(aot.variants("rescore")))
+    r = aot.compile_variant(v)
+    assert r.error is None, r.error
+    assert 16 <= r.regs <= 255 and r.spill == 0 and r.problems() == []
+    assert r.line().startswith("rescore") and ": ok regs=" in r.line()
+    consts = tuple((k, 3 if k == "BLOCK_P" else x) for k, x in v.constexprs)  # not a power of 2
+    r = aot.compile_variant(dataclasses.replace(v, constexprs=consts))
+    assert r.error is not None and r.problems() == ["compile error"]
+    assert ": error: " in r.line()
