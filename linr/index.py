@@ -27,6 +27,7 @@ from linr.errors import InvalidInput
 from linr.filters import filter_to_json, parse_filter
 from linr.ids import Id, IdMap
 from linr.metrics import check_metric, normalize_rows
+from linr.onebit import hooks as onebit
 from linr.quantization import check_quantization
 from linr.scan import _DEFAULT_SCAN_BYTES, Queries, Scanner
 from linr.storage import VectorStore
@@ -92,6 +93,10 @@ class Index:
         capacity: int = 1024,
         id_kind: str | None = None,
         scan_bytes: int = _DEFAULT_SCAN_BYTES,
+        bits: int | None = None,
+        rerank: str | None = None,
+        rerank_device: str | torch.device | None = None,
+        seed: int | None = None,
     ) -> None:
         if not isinstance(dim, int) or dim < 1:
             raise InvalidInput(f"dim must be a positive integer, got {dim!r}")
@@ -101,7 +106,16 @@ class Index:
         self.device = resolve_device(device)
         self.fields = list(fields) if fields is not None else None
         capacity = max(int(capacity), 1)
-        self._store = VectorStore(dim, quantization, self.device, capacity, metric == "l2")
+        self._store: Any
+        self._scanner: Any
+        if self.quantization == "1bit":  # linr/onebit: codes, estimate scan, exact rerank
+            self._store, self._scanner = onebit.make(
+                dim, self.metric, self.device, capacity, bits, rerank, rerank_device, seed
+            )
+        else:
+            onebit.check_unused(self.quantization, bits, rerank, rerank_device, seed)
+            self._store = VectorStore(dim, quantization, self.device, capacity, metric == "l2")
+            self._scanner = Scanner(self._store, metric, scan_bytes)
         self._attrs = AttributeStore(self.device, schema, fields)
         self._attrs.grow(capacity)
         self._ids = IdMap(id_kind, capacity)
@@ -110,7 +124,6 @@ class Index:
         self._versions: np.ndarray | None = None  # allocated on the first versioned write
         self._n_rows = 0  # rows [0, n_rows) have been used; the scan stops there
         self._free: list[int] = []  # deleted rows, reused first
-        self._scanner = Scanner(self._store, metric, scan_bytes)
         self.lock = threading.RLock()  # searches and reads; writers while changing tensors
         self.write_lock = threading.RLock()  # writers and save, one at a time; before `lock`
         self.manifest_extra: dict[str, Any] = {}
@@ -144,6 +157,7 @@ class Index:
             "vectors": vec,
             "ids": self._ids.memory_bytes(),
             "attributes": self._attrs.memory_bytes(),
+            **onebit.extra_memory(self._store),
         }
 
     def stats(self) -> dict[str, Any]:
@@ -239,7 +253,7 @@ class Index:
         if not finite.all():
             bad = int(np.nonzero(~finite)[0][0])
             raise InvalidInput(f"vector {bad} contains NaN or infinite values")
-        if what == "vectors" and self.quantization == "fp16" and arr.size:
+        if what == "vectors" and onebit.stores_fp16(self._store) and arr.size:
             big = np.abs(arr).max(1) > _FP16_MAX
             if big.any():
                 bad = int(np.nonzero(big)[0][0])
@@ -480,6 +494,7 @@ class Index:
         aggregate: str | None = None,
         strategy: str = "auto",
         backend: str = "auto",
+        oversample: int | None = None,
     ) -> SearchResult:
         """k nearest items of each query among the live items matching the filter.
 
@@ -488,12 +503,15 @@ class Index:
         vectors). filter: None, one filter (string or JSON form) for all, or a list of B.
         strategy: "auto" (by the filter's measured selectivity), "mask" or "gather"; it
         changes the speed, never the results. Results are padded with score -inf, row -1.
+        oversample (quantization "1bit"; exact quantizations ignore it): candidates kept
+        per result for the exact rerank, default 10 (linr.onebit.search).
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
             raise InvalidInput(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
         k = int(k)
         with self.lock:
             qs = self._prepare_queries(queries, aggregate)
+            extra = onebit.search_kwargs(self._store, oversample)
             b = qs.batch
             if isinstance(filter, list):
                 if len(filter) != b:
@@ -510,7 +528,9 @@ class Index:
             masks = {key: self._group_mask(nodes[idx[0]]) for key, idx in groups.items()}
             for key, idx in groups.items():
                 sub = qs if len(groups) == 1 else _select(qs, idx)
-                s, r = self._scanner.search(sub, k, self._n_rows, masks[key], strategy, backend)
+                s, r = self._scanner.search(
+                    sub, k, self._n_rows, masks[key], strategy, backend, **extra
+                )
                 scores[idx], rows[idx] = s.cpu(), r.cpu()
             rows_np = rows.numpy()
             ids = [self._ids.ids_of(rr[rr >= 0].tolist()) for rr in rows_np]
@@ -561,6 +581,7 @@ class Index:
                 "attributes": attr_meta,
                 "free_rows": self._free,
                 "extra": dict(extra or {}),
+                **onebit.manifest_entry(self._store),
             }
             _write_json(path / "manifest.json", manifest)
 
@@ -578,6 +599,7 @@ class Index:
             fields=manifest.get("fields"),
             capacity=max(manifest["capacity"], 1),
             id_kind=manifest["id_kind"],
+            **onebit.load_kwargs(manifest),
         )
         tensors = load_file(str(path / "tensors.safetensors"))
         n = manifest["n_rows"]
