@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from linr.index import Index
-from tests.onebit.conftest import clustered
+from tests.linr.onebit_data import clustered
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])

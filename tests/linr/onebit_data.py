@@ -1,13 +1,6 @@
+"""Data for the 1-bit tests."""
+
 import numpy as np
-import pytest
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    # Fresh random inputs on every run; the seed is printed for a failing test.
-    seed = int(np.random.SeedSequence().entropy % (2**32))
-    print(f"seed={seed}")
-    return np.random.default_rng(seed)
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int, n_clusters: int = 8) -> np.ndarray:

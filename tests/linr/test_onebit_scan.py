@@ -9,7 +9,7 @@ from linr.index import Index
 from linr.knn import knn
 from linr.onebit.cpu_scan import hamming_topk_cpu
 from linr.onebit.estimate import hamming_topk_reference
-from tests.onebit.conftest import clustered
+from tests.linr.onebit_data import clustered
 from tests.topk_check import assert_same_topk, scores_by_row
 
 
@@ -129,7 +129,8 @@ def test_rerank_none_scores_are_the_estimate(rng):
         )
         np.testing.assert_array_equal(res.rows, want_r)
         np.testing.assert_array_equal(res.scores, want_s + const.numpy()[:, None])
-        assert np.isnan(idx.get(0).vector).all()  # no vectors kept
+        item = idx.get(0)
+        assert item is not None and np.isnan(item.vector).all()  # no vectors kept
 
 
 def test_oversample_improves_recall_and_k_beyond_count(rng):
@@ -149,7 +150,8 @@ def test_bad_options():
         Index(8, quantization="fp32", bits=64)
     idx = Index(8, quantization="1bit", device="cpu")
     idx.upsert([1], np.ones((1, 8)))
-    for bad in (0, -1, 1001, 2.5, True):
+    bad_values: list = [0, -1, 1001, 2.5, True]
+    for bad in bad_values:
         with pytest.raises(InvalidInput, match="oversample"):
             idx.search(np.ones(8), 1, oversample=bad)
     with pytest.raises(InvalidInput, match="multi-embedding"):
