@@ -586,7 +586,14 @@ class Index:
             _write_json(path / "manifest.json", manifest)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "auto") -> Index:
+    def load(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "auto",
+        rerank_device: str | torch.device | None = None,
+    ) -> Index:
+        """rerank_device (quantization 1bit): where to hold the rerank store; by default
+        where it was saved from (the host stays the host), else with the codes."""
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -599,7 +606,7 @@ class Index:
             fields=manifest.get("fields"),
             capacity=max(manifest["capacity"], 1),
             id_kind=manifest["id_kind"],
-            **onebit.load_kwargs(manifest),
+            **onebit.load_kwargs(manifest, rerank_device),
         )
         tensors = load_file(str(path / "tensors.safetensors"))
         n = manifest["n_rows"]

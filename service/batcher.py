@@ -39,6 +39,7 @@ class Query:
     filter_key: str  # canonical text of `filter`: equal keys share one scan
     aggregate: str | None = None
     include_attributes: bool = False
+    oversample: int | None = None  # quantization 1bit (linr.onebit); None: the index default
 
 
 @dataclass(slots=True)
@@ -210,9 +211,9 @@ class Batcher:
         flat = [(j, qi, q) for j, job in enumerate(jobs) for qi, q in enumerate(job.queries)]
         results: list[list[Hits | None]] = [[None] * len(job.queries) for job in jobs]
         failed: dict[int, BaseException] = {}
-        groups: dict[tuple[str | None, str], list[tuple[int, int, Query]]] = {}
+        groups: dict[tuple[str | None, str, int | None], list[tuple[int, int, Query]]] = {}
         for j, qi, q in flat:
-            groups.setdefault((q.aggregate, q.filter_key), []).append((j, qi, q))
+            groups.setdefault((q.aggregate, q.filter_key, q.oversample), []).append((j, qi, q))
         t = time.perf_counter()
         with self.index.lock:
             for members in groups.values():
@@ -235,14 +236,17 @@ class Batcher:
 
 
 def search_group(index: Any, queries: list[Query]) -> list[Hits]:
-    """One `index.search` for queries sharing aggregate and filter; the caller holds the lock."""
+    """One `index.search` for queries sharing aggregate, filter and oversample; the caller
+    holds the lock."""
     k = max(q.k for q in queries)
     first = queries[0]
     if first.aggregate is None:
         batch: Any = np.stack([q.vectors for q in queries])  # [B, D]
     else:
         batch = [q.vectors for q in queries]  # B arrays [m_i, D]
-    res = index.search(batch, k=k, filter=first.filter, aggregate=first.aggregate)
+    res = index.search(
+        batch, k=k, filter=first.filter, aggregate=first.aggregate, oversample=first.oversample
+    )
     out = []
     for i, q in enumerate(queries):
         ids = list(res.ids[i][: q.k])

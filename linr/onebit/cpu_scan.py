@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from linr.onebit.estimate import cos_table
-from linr.ops.merge_topk import segmented_topk
+from linr.ops.merge_topk import merge_topk
 
 _CHUNK_BYTES = 64 << 20  # int32 [B, chunk] products + the unpacked chunk
-_FIRST_CHUNK = 2048  # rows before the threshold exists; every pair of them is scored
+_FIRST_CHUNK = 2048  # rows before the threshold exists: every pair of them is scored
 _INT_MIN = -(2**31)
 # ub is computed in float64 and widened by this relative margin, far above the few fp32
 # roundings (each 2**-24 relative) of the estimate itself: it must never be below it.
@@ -78,12 +78,11 @@ def hamming_topk_cpu(
     best_r = torch.full((b, c), -1, dtype=torch.int64, device=dev)
     n_pos = rows.shape[0] if rows is not None else codes.shape[0]
     chunk = max(256, _CHUNK_BYTES // (4 * b + bits))
-    p0, step = 0, min(_FIRST_CHUNK, chunk)
-    qi = torch.arange(b, device=dev)
+    p0 = 0
     while p0 < n_pos:
-        p1 = min(p0 + step, n_pos)
+        # Chunks double up to `chunk`: survivors per query stay ~c per chunk.
+        p1 = min(p0 + min(chunk, max(_FIRST_CHUNK, p0)), n_pos)
         p0_, p0 = p0, p1
-        step = chunk
         if rows is not None:
             r = rows[p0_:p1]
             cc, nn, ok = codes[r], norms[r], None
@@ -108,7 +107,7 @@ def hamming_topk_cpu(
         ub = ub + _UB_MARGIN * (ub.abs() + hi * hi * l2 + 1e-30)
         m_min = (ub < tau[:, None]).sum(1)  # ub increases with m: count those below
         d_min = (2 * m_min - bits).clamp(min=-bits).to(torch.int32)
-        hb, hc = torch.nonzero(d >= d_min[:, None], as_tuple=True)
+        hb, hc = torch.nonzero(d >= d_min[:, None], as_tuple=True)  # by query, then column
         if hb.numel() == 0:
             continue
         m = (d[hb, hc].long() + bits) // 2
@@ -116,9 +115,15 @@ def hamming_topk_cpu(
         s = (table[m] * n_h) * a_q[hb]
         if l2:
             s = s - n_h * n_h
-        keep = best_s > -torch.inf
-        seg = torch.cat([qi[:, None].expand(-1, c)[keep], hb])
-        best_s, best_r = segmented_topk(
-            seg, torch.cat([best_s[keep], s]), torch.cat([best_r[keep], r[hc]]), b, c
+        # Survivors side by side per query ([B, most survivors], -inf padded), then one
+        # top-c of (estimate desc, row asc) with the running best.
+        counts = torch.bincount(hb, minlength=b)
+        slot = torch.arange(hb.numel(), device=dev) - (torch.cumsum(counts, 0) - counts)[hb]
+        width = int(counts.max())
+        new_s = torch.full((b, width), -torch.inf, device=dev)
+        new_r = torch.zeros((b, width), dtype=torch.int64, device=dev)
+        new_s[hb, slot], new_r[hb, slot] = s, r[hc]
+        best_s, best_r = merge_topk(
+            torch.cat([best_s, new_s], 1), torch.cat([best_r.clamp(min=0), new_r], 1), c
         )
     return best_s, best_r

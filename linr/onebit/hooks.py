@@ -77,7 +77,7 @@ def manifest_entry(store: Any) -> dict[str, Any]:
     return {"onebit": store.meta()} if isinstance(store, OneBitStore) else {}
 
 
-def load_kwargs(manifest: dict[str, Any]) -> dict[str, Any]:
+def load_kwargs(manifest: dict[str, Any], rerank_device: Any = None) -> dict[str, Any]:
     """Index() arguments of a saved 1-bit index; the transform itself is in its tensors."""
     meta = manifest.get("onebit")
     if manifest.get("quantization") != "1bit":
@@ -85,7 +85,9 @@ def load_kwargs(manifest: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise InvalidInput("manifest of a 1bit index has no 'onebit' section")
     # A rerank store saved from the host stays on the host; else it follows the codes.
-    rdev = "cpu" if str(meta.get("rerank_device", "")).startswith("cpu") else None
+    rdev = rerank_device
+    if rdev is None and str(meta.get("rerank_device", "")).startswith("cpu"):
+        rdev = "cpu"
     return {
         "bits": meta["bits"],
         "rerank": meta["rerank"],
