@@ -23,12 +23,32 @@ def test_codes_equal_numpy_reference(rng, dim, bits):
     seed = int(rng.integers(0, 2**31))
     x = rng.standard_normal((37, dim)) * rng.uniform(0.1, 10, (37, 1))
     tr = SignTransform(dim, bits, seed)
-    got = tr.encode(torch.from_numpy(x)).numpy()
     # A projection within ~1e-16 ||x|| of zero could land on either side in the two
     # summation orders: for Gaussian data that has probability ~1e-15 per bit.
-    np.testing.assert_array_equal(got, encode_reference(x, dim, bits, seed))
+    want = encode_reference(x, dim, bits, seed)
+    got = tr.encode(torch.from_numpy(x)).numpy()  # float64 input: float64 all the way
+    np.testing.assert_array_equal(got, want)
+    x32 = x.astype(np.float32)  # float32 input: float32 product, float64 near zero
+    got = tr.encode(torch.from_numpy(x32)).numpy()
+    np.testing.assert_array_equal(got, encode_reference(x32, dim, bits, seed))
     assert got.shape == (37, bits // 8) and got.dtype == np.uint8
     assert tr.kind == (KIND_OPORP if bits < dim else KIND_ROTATED)
+
+
+def test_float32_path_recomputes_projections_near_zero(rng):
+    """Vectors built to sit almost on a projection's zero: float32 alone would get some
+    signs wrong; the recomputed rows must match float64 exactly."""
+    dim, bits = 64, 128
+    tr = SignTransform(dim, bits, 5)
+    w = tr.matrix.numpy()
+    x = rng.standard_normal((200, dim))
+    j = rng.integers(0, bits, 200)
+    wj = w[:, j].T  # [200, D]
+    x -= (np.sum(x * wj, 1) / np.sum(wj * wj, 1))[:, None] * wj  # x . w_j = 0
+    x += wj * rng.choice([-1, 1], (200, 1)) * 1e-9  # then a hair off it, either side
+    x32 = x.astype(np.float32)
+    got = tr.encode(torch.from_numpy(x32)).numpy()
+    np.testing.assert_array_equal(got, encode_reference(x32, dim, bits, 5))
 
 
 def test_oporp_is_permute_sign_bin_sum():
