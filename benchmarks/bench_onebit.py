@@ -133,7 +133,7 @@ def main() -> None:
     k = args.k
     overs = [int(o) for o in args.oversample.split(",")]
     mults = [int(m) for m in args.bits_mult.split(",")]
-    speed_mults = [int(m) for m in args.speed_mults.split(",")]
+    speed_mults = [int(m) for m in args.speed_mults.split(",") if m]
     if args.threads:
         import faiss  # type: ignore[import-untyped]
 

@@ -1,6 +1,6 @@
 """Memory of a large 1-bit index as built, against the README's capacity table.
 
-    python benchmarks/bench_onebit_memory.py --n 60000000    # 128-bit codes, rerank none
+    python benchmarks/bench_onebit_memory.py --n 30000000    # 128-bit codes, rerank none
 
 Builds Index(128, quantization="1bit", bits=128, rerank="none", device="cpu") with integer
 ids and no attributes, capacity reserved up front (so rows never grow by copying), from
@@ -39,12 +39,17 @@ def predicted(n: int, bits: int) -> dict[str, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=60_000_000)
+    ap.add_argument("--n", type=int, default=30_000_000)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--bits", type=int, default=128)
     ap.add_argument("--chunk", type=int, default=500_000)
     ap.add_argument("--extrapolate", type=int, default=100_000_000)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all)")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     n, d = args.n, args.dim
     t0 = time.perf_counter()
     idx = Index(d, quantization="1bit", bits=args.bits, rerank="none", device="cpu", capacity=n)
