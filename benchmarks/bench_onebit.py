@@ -9,8 +9,10 @@ Data (seeded, not uniform noise):
 - clustered: 1,000 Gaussian clusters of Zipf-skewed sizes; anisotropic (a decaying
   spectrum in a random basis, per-cluster scale) and norms that vary (log-normal, sigma
   0.3), metric ip, so the norm term of the estimate matters.
-- sentence: the shape of sentence embeddings: unit vectors (metric cosine) with a strong
-  shared mean direction (random pairs at cosine ~0.3), 200 topics, a decaying spectrum.
+- sentence: the shape of sentence embeddings: unit vectors (metric cosine) with a shared
+  mean direction, 200 overlapping topics, a decaying spectrum (hard: neighbours are close).
+- catalogue: benchmarks/make_sample_report.py's unit vectors (64 anisotropic clusters
+  around a shared mean direction, cosine ~0.65 within a cluster, ~0.11 between items).
 Queries are fresh draws from the same mixture; the filter `tag == 3` keeps ~10% of the
 items. For each bits (D, 2D, 4D): one scan for the best 50 k candidates by estimate (the
 top o k is its first o k, ties by row: the same list a search at oversample o uses), then
@@ -59,6 +61,11 @@ def random_rotation(rng: np.random.Generator, d: int) -> np.ndarray:
 
 def make_set(name: str, n: int, nq: int, d: int) -> tuple[np.ndarray, np.ndarray, str]:
     rng = np.random.default_rng(SEED)
+    if name == "catalogue":  # the sample report's generator (benchmarks/make_sample_report.py)
+        from make_sample_report import make_vectors
+
+        x, q, _ = make_vectors(rng, n, nq, d)
+        return x, q, "cosine"
     basis = random_rotation(rng, d)
     spectrum = 1.0 / np.sqrt(1.0 + np.arange(d))
     if name == "clustered":
@@ -116,9 +123,9 @@ def paired(a, b, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--set", choices=("clustered", "sentence"), default="clustered")
+    ap.add_argument("--set", choices=("clustered", "sentence", "catalogue"), default="clustered")
     ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--dim", type=int, default=None, help="default 128 (clustered), 384")
+    ap.add_argument("--dim", type=int, default=None, help="default 128 (clustered), else 384")
     ap.add_argument("--queries", type=int, default=1024, help="queries of the speed runs")
     ap.add_argument("--recall-queries", type=int, default=1024, help="the first of them")
     ap.add_argument("--k", type=int, default=10)
