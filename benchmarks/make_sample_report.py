@@ -214,6 +214,15 @@ _PREAMBLE = (
 )
 
 
+def _ONEBIT_ARGS(d: int) -> list[str]:  # noqa: N802 - a table of flags, read as one
+    """Flags of the 1-bit report; later flags override the defaults above."""
+    return [
+        "--quantization", "fp32,1bit", "--filtering", "pre", "--k", "10",
+        "--bits", f"{d},{2 * d},{4 * d}", "--rerank-oversample", "1,4,10,20,50",
+        "--rerank", "fp16",
+    ]  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
@@ -222,8 +231,17 @@ def main() -> int:
     ap.add_argument("--data-dir", default="build/eval-sample")
     ap.add_argument("--out", default="docs/report")
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--onebit",
+        action="store_true",
+        help="the 1-bit report instead: fp32 and 1bit at bits D, 2D, 4D, rerank oversample "
+        "1..50, pre-filtered, k = 10 (default --out docs/report-1bit)",
+    )
     args = ap.parse_args()
     from linr.cli.main import main as linr_main
+
+    if args.onebit and args.out == "docs/report":
+        args.out = "docs/report-1bit"
 
     paths = write_dataset(Path(args.data_dir), args.n, args.queries, args.dim)
     argv = [
@@ -246,6 +264,7 @@ def main() -> int:
         "1,2,4,10",
         "--device",
         args.device,
+        *(_ONEBIT_ARGS(args.dim) if args.onebit else []),
         "--cache-dir",
         str(Path(args.data_dir) / "cache"),
         "--report",
@@ -257,10 +276,14 @@ def main() -> int:
     print(f"linr eval: exit {rc}, {seconds:.1f} s", file=sys.stderr)
     if rc == 0:
         md = Path(args.out) / "report.md"
-        command = "python benchmarks/make_sample_report.py" + (
-            ""
-            if (args.n, args.queries, args.dim) == (100_000, 1_000, 128)
-            else f" --n {args.n} --queries {args.queries} --dim {args.dim}"
+        command = (
+            "python benchmarks/make_sample_report.py"
+            + " --onebit" * args.onebit
+            + (
+                ""
+                if (args.n, args.queries, args.dim) == (100_000, 1_000, 128)
+                else f" --n {args.n} --queries {args.queries} --dim {args.dim}"
+            )
         )
         title, _, rest = md.read_text().partition("\n\n")
         preamble = _PREAMBLE.format(command=command, n=args.n, d=args.dim, seconds=seconds)

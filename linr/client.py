@@ -107,10 +107,14 @@ class Client:
         *,
         include_attributes: bool = False,
         aggregate: str | None = None,
+        oversample: int | None = None,
     ) -> list[dict[str, Any]]:
         """Top-k hits `[{"id", "score"[, "attributes"]}]`. With `aggregate` ("max" or
-        "sum"), `vector` is a list of vectors: a multi-embedding query."""
+        "sum"), `vector` is a list of vectors: a multi-embedding query. `oversample`:
+        candidates per result of a 1bit index's rerank (the server's default if None)."""
         body = _query(vector, k, filter, include_attributes, aggregate)
+        if oversample is not None:
+            body["oversample"] = oversample
         results: list[dict[str, Any]] = self._call("POST", "/v1/search", body)["results"]
         return results
 

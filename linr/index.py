@@ -33,9 +33,9 @@ from linr.filters import filter_to_json, parse_filter
 from linr.ids import Id, IdMap
 from linr.limits import MAX_DIM, MAX_INDEX_K
 from linr.metrics import check_metric, normalize_rows
+from linr.onebit import hooks as onebit
 from linr.quantization import check_quantization
-from linr.search import DEFAULT_SCAN_BYTES, Queries, Scanner, parse_backend, parse_strategy
-from linr.storage import VectorStore
+from linr.search import DEFAULT_SCAN_BYTES, Queries, parse_backend, parse_strategy
 
 FORMAT_VERSION = 1
 _GROWTH = 1.5  # capacity grows geometrically: amortized O(1) copies per row
@@ -94,7 +94,7 @@ class SearchResult:
 class _Parts:
     """Everything an index holds besides its settings: fresh, or read by `Index.load`."""
 
-    store: VectorStore
+    store: Any  # linr.storage.VectorStore, or linr.onebit.store.OneBitStore (1bit)
     attrs: AttributeStore
     ids: IdMap
     valid: torch.Tensor  # bool [capacity] on the device: live rows
@@ -116,6 +116,10 @@ class Index:
         capacity: int = 1024,
         id_kind: str | None = None,
         scan_bytes: int = DEFAULT_SCAN_BYTES,
+        bits: int | None = None,
+        rerank: str | None = None,
+        rerank_device: str | torch.device | None = None,
+        seed: int | None = None,
         *,
         _parts: _Parts | None = None,
     ) -> None:
@@ -126,10 +130,22 @@ class Index:
         self.quantization = check_quantization(quantization)
         self.device = resolve_device(device)
         self.fields = list(fields) if fields is not None else None
+        if self.quantization != "1bit":
+            onebit.check_unused(self.quantization, bits, rerank, rerank_device, seed)
         if _parts is None:
             capacity = max(int(capacity), 1)
             _parts = _Parts(
-                VectorStore(dim, quantization, self.device, capacity, metric == "l2"),
+                onebit.make_store(
+                    dim,
+                    self.metric,
+                    self.quantization,
+                    self.device,
+                    capacity,
+                    bits,
+                    rerank,
+                    rerank_device,
+                    seed,
+                ),
                 AttributeStore(self.device, schema, fields),
                 IdMap(id_kind, capacity),
                 torch.zeros(capacity, dtype=torch.bool, device=self.device),
@@ -143,7 +159,8 @@ class Index:
         self._valid, self._versions = _parts.valid, _parts.versions
         self._n_rows, self._free = _parts.n_rows, _parts.free
         self._deleted = _parts.deleted  # versions of deleted ids (linr/deleted.py)
-        self._scanner = Scanner(self._store, metric, scan_bytes)
+        # quantization 1bit (linr/onebit): codes, the estimate's scan and the exact rerank
+        self._scanner = onebit.make_scanner(self._store, self.metric, scan_bytes)
         self.lock = threading.RLock()  # searches and reads; writers while changing tensors
         self.write_lock = threading.RLock()  # writers and save, one at a time; before `lock`
         self.manifest_extra: dict[str, Any] = {}
@@ -188,6 +205,7 @@ class Index:
             "vectors": vec,
             "ids": self._ids.memory_bytes(),
             "attributes": self._attrs.memory_bytes(),
+            **onebit.extra_memory(self._store),
         }
 
     def stats(self) -> dict[str, Any]:
@@ -308,7 +326,7 @@ class Index:
         if not finite.all():
             bad = int(np.nonzero(~finite)[0][0])
             raise InvalidInput(f"vector {bad} contains NaN or infinite values")
-        if what == "vectors" and self.quantization == "fp16" and arr.size:
+        if what == "vectors" and onebit.stores_fp16(self._store) and arr.size:
             big = np.abs(arr).max(1) > _FP16_MAX
             if big.any():
                 bad = int(np.nonzero(big)[0][0])
@@ -599,6 +617,7 @@ class Index:
         aggregate: str | None = None,
         strategy: str = "auto",
         backend: str = "auto",
+        oversample: int | None = None,
     ) -> SearchResult:
         """k nearest items of each query among the live items matching the filter.
 
@@ -609,6 +628,8 @@ class Index:
         backend: "auto", "torch", "faiss" or "triton" (linr/search/plan.py). Both change the
         speed; results agree to float32 rounding (README, "Search"). Anything else is
         InvalidInput. Results are padded with score -inf, row -1.
+        oversample (quantization "1bit"; exact quantizations ignore it): candidates kept
+        per result for the exact rerank, default 10 (linr.onebit.search).
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_INDEX_K:
             raise InvalidInput(f"k must be an integer from 1 to {MAX_INDEX_K}, got {k!r}")
@@ -616,6 +637,7 @@ class Index:
         strategy_, backend_ = parse_strategy(strategy), parse_backend(backend)
         with self.lock:
             qs = self._prepare_queries(queries, aggregate)
+            extra = onebit.search_kwargs(self._store, oversample)
             b = qs.batch
             if isinstance(filter, list):
                 if len(filter) != b:
@@ -632,7 +654,9 @@ class Index:
             masks = {key: self._group_mask(nodes[idx[0]]) for key, idx in groups.items()}
             for key, idx in groups.items():
                 sub = qs if len(groups) == 1 else _select(qs, idx)
-                s, r = self._scanner.search(sub, k, self._n_rows, masks[key], strategy_, backend_)
+                s, r = self._scanner.search(
+                    sub, k, self._n_rows, masks[key], strategy_, backend_, **extra
+                )
                 scores[idx], rows[idx] = s.cpu(), r.cpu()
             rows_np = rows.numpy()
             ids = [self._ids.ids_of(rr[rr >= 0].tolist()) for rr in rows_np]
@@ -685,11 +709,19 @@ class Index:
                 "attributes": attr_meta,
                 "free_rows": self._free,
                 "extra": dict(extra or {}),
+                **onebit.manifest_entry(self._store),
             }
             _write_json(path / "manifest.json", manifest)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "auto") -> Index:
+    def load(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "auto",
+        rerank_device: str | torch.device | None = None,
+    ) -> Index:
+        """rerank_device (quantization 1bit): where to hold the rerank store; by default
+        where it was saved from (the host stays the host), else with the codes."""
         from linr.saved import read_tensors
 
         path = Path(path)
@@ -698,8 +730,13 @@ class Index:
         capacity = max(manifest["capacity"], 1)
         tensors = read_tensors(path, manifest)  # checked against the manifest
         n = manifest["n_rows"]
-        store = VectorStore(
-            manifest["dim"], manifest["quantization"], dev, capacity, manifest["metric"] == "l2"
+        store = onebit.make_store(
+            manifest["dim"],
+            manifest["metric"],
+            manifest["quantization"],
+            dev,
+            capacity,
+            **onebit.load_kwargs(manifest, rerank_device),
         )
         store.load_state({k[4:]: v for k, v in tensors.items() if k.startswith("vec.")})
         valid = torch.zeros(capacity, dtype=torch.bool, device=dev)

@@ -12,7 +12,7 @@ import torch
 
 from linr.errors import InvalidInput
 
-QUANTIZATIONS = ("fp32", "fp16", "int8")
+QUANTIZATIONS = ("fp32", "fp16", "int8", "1bit")  # 1bit: linr/onebit
 CODE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
 
 

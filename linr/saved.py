@@ -40,7 +40,9 @@ def check_tensors(f: Path, manifest: dict[str, Any], tensors: dict[str, torch.Te
         if t is None:
             raise InvalidInput(f"{f}: tensor '{name}' is missing")
         if tuple(t.shape) != shape:
-            what = f"dim {dim} and {n} rows" if name == "vec.codes" else f"{n} rows"
+            what = f"{n} rows"
+            if name == "vec.codes":
+                what = f"{quant} codes of dim {dim} and {n} rows"
             raise InvalidInput(
                 f"{f}: tensor '{name}' has shape {tuple(t.shape)}, but the manifest says "
                 f"{what} (expected {shape})"
@@ -50,11 +52,18 @@ def check_tensors(f: Path, manifest: dict[str, Any], tensors: dict[str, torch.Te
                 f"{f}: tensor '{name}' is {t.dtype}, but the manifest says {quant} ({dtype})"
             )
 
-    need("vec.codes", (n, dim), _CODE_DTYPES.get(quant))
+    if quant == "1bit":  # linr/onebit/store.py: packed sign bits, the norm per row
+        bits = manifest.get("onebit", {}).get("bits")
+        if not isinstance(bits, int) or bits <= 0 or bits % 64:
+            raise InvalidInput(f"{f}: the manifest of a 1bit index gives no valid 'bits'")
+        need("vec.codes", (n, bits // 8), torch.uint8)
+        need("vec.norms", (n,))
+    else:
+        need("vec.codes", (n, dim), _CODE_DTYPES.get(quant))
     need("valid", (n,), torch.bool)
     if quant == "int8":
         need("vec.scales", (n,))
-    if metric == "l2":
+    if metric == "l2" and quant != "1bit":
         need("vec.sqnorms", (n,))
         if "vec.centre" in tensors:
             need("vec.centre", (dim,))

@@ -51,6 +51,7 @@ class Query:
     filter_key: str  # canonical text of `filter`: equal keys share one scan
     aggregate: str | None = None
     include_attributes: bool = False
+    oversample: int | None = None  # quantization 1bit (linr.onebit); None: the index default
 
     @property
     def units(self) -> int:
@@ -237,9 +238,9 @@ class Batcher:
         flat = [(j, qi, q) for j, job in enumerate(jobs) for qi, q in enumerate(job.queries)]
         results: list[list[Hits | None]] = [[None] * len(job.queries) for job in jobs]
         failed: dict[int, BaseException] = {}
-        groups: dict[tuple[str | None, str], list[tuple[int, int, Query]]] = {}
+        groups: dict[tuple[str | None, str, int | None], list[tuple[int, int, Query]]] = {}
         for j, qi, q in flat:
-            groups.setdefault((q.aggregate, q.filter_key), []).append((j, qi, q))
+            groups.setdefault((q.aggregate, q.filter_key, q.oversample), []).append((j, qi, q))
         t = time.perf_counter()
         for members in groups.values():
             try:
@@ -261,15 +262,17 @@ class Batcher:
 
 
 def search_group(index: Index, queries: list[Query]) -> list[Hits]:
-    """One `index.search` for queries sharing aggregate and filter, then one attribute
-    look-up for the hits of those that asked for attributes."""
+    """One `index.search` for queries sharing aggregate, filter and oversample, then
+    one attribute look-up for the hits of those that asked for attributes."""
     k = max(q.k for q in queries)
     first = queries[0]
     if first.aggregate is None:
         batch: Any = np.stack([q.vectors for q in queries])  # [B, D]
     else:
         batch = [q.vectors for q in queries]  # B arrays [m_i, D]
-    res = index.search(batch, k=k, filter=first.filter, aggregate=first.aggregate)
+    res = index.search(
+        batch, k=k, filter=first.filter, aggregate=first.aggregate, oversample=first.oversample
+    )
     ids = [list(res.ids[i][: q.k]) for i, q in enumerate(queries)]
     asked = [hits for q, hits in zip(queries, ids, strict=True) if q.include_attributes]
     found = iter(index.attributes([hit for hits in asked for hit in hits]))

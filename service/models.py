@@ -140,6 +140,11 @@ class SearchRequest(_Body, _AfterFields):
         examples=['lang == "en"'],
     )
     include_attributes: Annotated[bool, Strict()] = False
+    oversample: Annotated[int, Strict(), Field(ge=1, le=1000)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="quantization 1bit: candidates per result for the exact rerank "
+        "(default: the server's --oversample); other indexes are exact and ignore it.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -22,8 +22,21 @@ class Settings(BaseSettings):
     index_dir: Path | None = None
     dim: int | None = Field(default=None, ge=1, le=MAX_DIM, description="Dimension of a new index.")
     metric: Literal["ip", "cosine", "l2"] = Field(default="ip", description="For a new index.")
-    quantization: Literal["fp32", "fp16", "int8"] = Field(
+    quantization: Literal["fp32", "fp16", "int8", "1bit"] = Field(
         default="fp32", description="For a new index."
+    )
+    # quantization 1bit (docs/onebit.md): codes of a new index, rerank store, its device.
+    bits: int | None = Field(
+        default=None, ge=64, description="1bit codes per item, a multiple of 64 (default D)."
+    )
+    rerank: Literal["fp16", "int8", "fp32", "none"] | None = Field(
+        default=None, description="1bit rerank store of a new index (default fp16)."
+    )
+    rerank_device: Literal["auto", "cpu", "cuda"] | None = Field(
+        default=None, description="1bit: where the rerank store lives (default: with codes)."
+    )
+    oversample: int = Field(
+        default=10, ge=1, le=1000, description="1bit: candidates per result (request default)."
     )
     device: str = Field(
         default="auto",

@@ -48,7 +48,7 @@ def load_index(settings: Settings) -> tuple[Index, dict[int, int] | None]:
         elif (settings.snapshot_dir / "manifest.json").is_file():
             return Index.load(settings.snapshot_dir, settings.device), None
     if settings.index_dir is not None:
-        index = Index.load(settings.index_dir, settings.device)
+        index = Index.load(settings.index_dir, settings.device, settings.rerank_device)
         log.info("loaded %s (%d items)", settings.index_dir, len(index))
         return index, None
     if settings.dim is None:
@@ -58,8 +58,18 @@ def load_index(settings: Settings) -> tuple[Index, dict[int, int] | None]:
     schema = None
     if settings.schema_file is not None:
         schema = json.loads(Path(settings.schema_file).read_text())
+    onebit = {
+        name: getattr(settings, name)
+        for name in ("bits", "rerank", "rerank_device")
+        if getattr(settings, name) is not None
+    }
     return Index(
-        settings.dim, settings.metric, settings.quantization, settings.device, schema=schema
+        settings.dim,
+        settings.metric,
+        settings.quantization,
+        settings.device,
+        schema=schema,
+        **onebit,
     ), None
 
 

@@ -82,7 +82,8 @@ def to_query(req: SearchRequest, dim: int, settings: Settings, where: str) -> Qu
     f, key = check_filter(req.filter, settings, f"{where}filter")
     if req.vector is not None:
         vec = check_vectors([req.vector], dim, lambda _: f"{where}vector")[0]
-        return Query(vec, req.k, f, key, None, req.include_attributes)
+        over = req.oversample or settings.oversample
+        return Query(vec, req.k, f, key, None, req.include_attributes, over)
     assert req.vectors is not None  # the model ensures one of the two
     if len(req.vectors) > settings.max_vectors_per_query:
         raise invalid(
@@ -90,7 +91,8 @@ def to_query(req: SearchRequest, dim: int, settings: Settings, where: str) -> Qu
             f"{settings.max_vectors_per_query} per query"
         )
     mat = check_vectors(req.vectors, dim, lambda i: f"{where}vectors[{i}]")
-    return Query(mat, req.k, f, key, req.aggregate or "max", req.include_attributes)
+    over = req.oversample or settings.oversample
+    return Query(mat, req.k, f, key, req.aggregate or "max", req.include_attributes, over)
 
 
 def check_id(item_id: int | str, where: str) -> int | str:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from linr.cli import onebit_args
 from linr.cli.main import env_default, positive_int
 from linr.errors import InvalidInput
 
@@ -61,9 +62,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--metric", choices=("ip", "cosine", "l2"), default=env_default("metric", "ip"))
     p.add_argument(
         "--quantization",
-        choices=("fp32", "fp16", "int8"),
+        choices=("fp32", "fp16", "int8", "1bit"),
         default=env_default("quantization", "fp32"),
     )
+    onebit_args.add_build_args(p)
     p.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default=env_default("device", "auto")
     )
@@ -108,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         schema=schema,
         fields=args.fields,
         capacity=max(n, 1),
+        **onebit_args.build_kwargs(args),
     )
     replaced = 0
     with _progress(n, args.quiet) as bar:

@@ -18,7 +18,7 @@ from typing import Any
 from linr.cli.main import env_default
 from linr.errors import InvalidInput
 
-_QUANTIZATIONS = ("fp32", "fp16", "int8")
+_QUANTIZATIONS = ("fp32", "fp16", "int8", "1bit")
 _FILTERINGS = ("pre", "post")
 
 
@@ -125,6 +125,24 @@ def add_parser(subparsers: Any) -> None:
         help="post-filtering searches for k x each of these (default 1,2,4,10)",
     )
     p.add_argument(
+        "--bits",
+        type=_int_list("--bits", 64, 1 << 16),
+        default=d("bits", None),
+        help="1bit: code sizes to compare, multiples of 64 (default D rounded up to 64)",
+    )
+    p.add_argument(
+        "--rerank-oversample",
+        type=_int_list("--rerank-oversample", 1, 1000),
+        default=d("rerank_oversample", "1,4,10,20,50"),
+        help="1bit: candidates per result reranked, one mode each (default 1,4,10,20,50)",
+    )
+    p.add_argument(
+        "--rerank",
+        choices=("fp16", "int8", "fp32", "none"),
+        default=d("rerank", "fp16"),
+        help="1bit: the rerank store (default fp16)",
+    )
+    p.add_argument(
         "--metric",
         choices=("ip", "cosine", "l2"),
         default=d("metric", None),
@@ -219,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
         quantizations=args.quantization,
         filterings=args.filtering,
         oversampling=args.oversampling,
+        bits=args.bits or (),
+        rerank_oversample=args.rerank_oversample,
+        rerank=args.rerank,
         metric=args.metric,
         fields=fields,
         schema=_read_schema(args.schema),

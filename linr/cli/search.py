@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from linr.cli import onebit_args
 from linr.cli.main import UsageError, env_default, positive_int
 from linr.errors import FilterError, InvalidInput
 from linr.filters import MAX_DEPTH
@@ -66,6 +67,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default=env_default("device", "auto")
     )
+    onebit_args.add_search_args(p)
     p.add_argument(
         "--output",
         metavar="OUT",
@@ -112,12 +114,16 @@ def run(args: argparse.Namespace) -> int:
         )
     filters = _query_filters(args, nq, read_filters_jsonl)
 
-    index = _call("", linr.Index.load, args.index, device=args.device)
+    index = _call(
+        "", linr.Index.load, args.index, device=args.device, rerank_device=args.rerank_device
+    )
     ids: list[list[Any]] = [[] for _ in range(nq)]
     scores = np.full((nq, args.k), -np.inf, dtype=np.float32)
     with _progress(nq, args.quiet) as bar:
         for where, f, rows in _batches(filters, args.batch_size, args.filters):
-            res = _call(where, index.search, queries[rows], k=args.k, filter=f)
+            res = _call(
+                where, index.search, queries[rows], k=args.k, filter=f, oversample=args.oversample
+            )
             scores[rows] = res.scores
             for i, r in zip(rows.tolist(), res.ids, strict=True):
                 ids[i] = r

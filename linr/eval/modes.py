@@ -29,9 +29,15 @@ class Mode:
     quantization: str
     filtering: str  # "pre" | "post"
     oversampling: int | None = None  # post only
+    bits: int | None = None  # quantization 1bit (linr/eval/onebit.py)
+    rerank_oversample: int | None = None  # 1bit: passed as index.search(oversample=...)
 
     @property
     def name(self) -> str:
+        if self.bits is not None:
+            over = f"-o{self.rerank_oversample}" if self.rerank_oversample else ""
+            post = f"-x{self.oversampling}" if self.filtering == "post" else ""
+            return f"{self.quantization}-{self.bits}/{self.filtering}{post}{over}"
         if self.filtering == "post":
             return f"{self.quantization}/post-x{self.oversampling}"
         return f"{self.quantization}/{self.filtering}"
@@ -72,14 +78,16 @@ def run_mode(
     found = np.full((nq, k), -1, dtype=np.int64)
     run = ModeRun(mode, k, found, batch_size=batch_size)
 
+    extra = {} if mode.rerank_oversample is None else {"oversample": mode.rerank_oversample}
+
     def answer(q0: int, q1: int) -> np.ndarray:
         qb = queries[q0:q1]
         if mode.filtering == "pre":
-            rows = index.search(qb, k, filter=_batch_filters(filters[q0:q1])).rows
+            rows = index.search(qb, k, filter=_batch_filters(filters[q0:q1]), **extra).rows
             return _to_base(rows, row_to_base)
         assert mode.oversampling is not None
         kk = min(k * mode.oversampling, n)
-        cand = _to_base(index.search(qb, kk).rows, row_to_base)
+        cand = _to_base(index.search(qb, kk, **extra).rows, row_to_base)
         keep = masks.lookup(query_fids[q0:q1], cand)
         return _first_k(cand, keep, k)
 

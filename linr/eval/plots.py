@@ -121,7 +121,8 @@ def plot_recall_vs_selectivity(report: dict[str, Any], path: Path) -> None:
     post_colors = _variant_colors([m.split("/")[1] for m in posts])
     for ax, k in zip(axes, ks, strict=True):
         markers = ["o", "^", "D", "v"]
-        lines = [(f"{q}/pre", pre_colors[i % 4], "-", markers[i % 4]) for i, q in enumerate(quants)]
+        pre = dict.fromkeys(r["mode"] for r in report["results"] if r["filtering"] == "pre")
+        lines = [(m, pre_colors[i % 4], "-", markers[i % 4]) for i, m in enumerate(pre)]
         lines += [(m, post_colors[m.split("/")[1]], "--", "s") for m in posts]
         for mode, color, style, marker in lines:
             key = f"{mode}@{k}"
@@ -153,7 +154,9 @@ def plot_recall_vs_selectivity(report: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.25)
     axes[0].set_ylabel("mean recall of queries in the bin")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=min(len(labels), 5))
+    if labels:
+        ncol = min(len(labels), 5)
+        fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=ncol)
     fig.suptitle(
         _dataset_line(report) + f"; pre-filtering (solid) vs post-filtering ({quants[0]}, dashed)",
         fontsize=9,
@@ -202,4 +205,8 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     plot_recall_by_quantization(report, paths[0])
     plot_recall_vs_selectivity(report, paths[1])
     plot_latency(report, paths[2])
+    from linr.eval import onebit
+
+    if onebit.plot(report, out_dir / onebit.PLOT):
+        paths.append(out_dir / onebit.PLOT)
     return paths

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from linr.eval import onebit
 from linr.eval.recall import SELECTIVITY_BUCKETS
 
 PLOTS = {
@@ -179,8 +180,13 @@ def render_markdown(report: dict[str, Any], plots: bool = True) -> str:
             ["filter", "matches", "selectivity", "queries"] + [f"`{m}`" for m in cols], rows
         ) + [""]
 
+    lines += onebit.markdown(report)
+
     if plots:
         lines += ["## Plots", ""]
-        for name, title in PLOTS.items():
+        shown = dict(PLOTS)
+        if onebit.markdown(report):
+            shown[onebit.PLOT] = onebit.PLOT_TITLE
+        for name, title in shown.items():
             lines += [f"### {title}", "", f"![{title}]({name})", ""]
     return "\n".join(lines)

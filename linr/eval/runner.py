@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from linr.errors import InvalidInput
+from linr.eval import onebit
 from linr.eval.attributes import (
     AttributeSource,
     Filter,
@@ -64,6 +65,9 @@ class EvalConfig:
     quantizations: tuple[str, ...] = ("fp32", "fp16", "int8")
     filterings: tuple[str, ...] = ("pre", "post")
     oversampling: tuple[int, ...] = (1, 2, 4, 10)
+    bits: tuple[int, ...] = ()  # quantization 1bit: one index per value (default D)
+    rerank_oversample: tuple[int, ...] = (1, 4, 10, 20, 50)  # 1bit: a mode per value
+    rerank: str = "fp16"  # 1bit
     metric: str | None = None
     fields: list[str] | None = None
     schema: dict[str, str] | None = None
@@ -170,7 +174,7 @@ def check_filters(ds: Dataset) -> None:
                 raise InvalidInput(f"filter of query {i}: {e}") from e
 
 
-def build_index(cfg: EvalConfig, ds: Dataset, quantization: str) -> Any:
+def build_index(cfg: EvalConfig, ds: Dataset, quantization: str, **kw: Any) -> Any:
     import linr
 
     index = linr.Index(
@@ -181,6 +185,7 @@ def build_index(cfg: EvalConfig, ds: Dataset, quantization: str) -> Any:
         schema=cfg.schema,
         fields=cfg.fields,
         capacity=ds.n_base,
+        **kw,
     )
     attr_chunks = (
         ds.attributes.chunks(cfg.chunk_rows, ds.n_base) if ds.attributes is not None else None
@@ -313,9 +318,14 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     scored: dict[tuple[str, int], Any] = {}
     gt_reused = False
     device = ""
-    for quant in cfg.quantizations:
-        with _timed(timings, f"build {quant}"):
-            index = build_index(cfg, ds, quant)
+    builds: list[tuple[str, int | None]] = [(q, None) for q in cfg.quantizations if q != "1bit"]
+    if "1bit" in cfg.quantizations:
+        builds += [("1bit", b) for b in onebit.bits_list(cfg.bits, ds.base.dim)]
+    for quant, bits in builds:
+        label = quant if bits is None else onebit.label(bits)
+        kw: dict[str, Any] = {} if bits is None else {"bits": bits, "rerank": cfg.rerank}
+        with _timed(timings, f"build {label}"):
+            index = build_index(cfg, ds, quant, **kw)
         device = device_name(index.device)
         row_to_base = row_mapping(index, ds.n_base)
         if masks is None:
@@ -327,10 +337,13 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             for k in ks:
                 kth[k] = kth_true_scores(truth, k, ds.queries, ds.base, ds.metric)
         modes = [Mode(quant, "pre")] if "pre" in cfg.filterings else []
+        if bits is not None:  # the rerank oversample is the 1bit axis (pre-filtered)
+            modes = [Mode(quant, "pre", None, bits, o) for o in cfg.rerank_oversample]
+            modes = modes if "pre" in cfg.filterings else []
         if "post" in cfg.filterings:
-            modes += [Mode(quant, "post", o) for o in cfg.oversampling]
+            modes += [Mode(quant, "post", o, bits) for o in cfg.oversampling]
         nq = ds.queries.shape[0]
-        with _bar(cfg, nq * len(modes) * len(ks), f"search {quant}", "q") as bar:
+        with _bar(cfg, nq * len(modes) * len(ks), f"search {label}", "q") as bar:
             warmed: set[str] = set()  # one untimed batch per index and filtering
             for mode in modes:
                 for k in ks:
