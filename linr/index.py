@@ -16,6 +16,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ import torch
 
 from linr.attributes import AttributeStore
 from linr.errors import InvalidInput
-from linr.filters import filter_to_json, parse_filter
+from linr.filters import FilterNode, filter_to_json
 from linr.ids import Id, IdMap
+from linr.mask_cache import MaskCache
 from linr.metrics import check_metric, normalize_rows
 from linr.quantization import check_quantization
 from linr.scan import _DEFAULT_SCAN_BYTES, Queries, Scanner
@@ -114,6 +116,7 @@ class Index:
         self.lock = threading.RLock()  # searches and reads; writers while changing tensors
         self.write_lock = threading.RLock()  # writers and save, one at a time; before `lock`
         self.manifest_extra: dict[str, Any] = {}
+        self._masks = MaskCache()  # cleared by every write, under `lock`
 
     # ---- introspection -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -311,6 +314,7 @@ class Index:
                 if self._versions is not None:
                     self._versions[rows] = _NO_VERSION if vers is None else vers[final]
                 self._valid[dev_rows] = True
+                self._masks.clear()
                 return UpsertResult(created, applied)
 
     def _plan_writes(
@@ -398,6 +402,7 @@ class Index:
                 if self._versions is not None:
                     self._versions[rows] = _NO_VERSION
                 self._free.extend(rows.tolist())
+                self._masks.clear()
                 return removed
 
     # ---- reads ---------------------------------------------------------------------------
@@ -433,7 +438,7 @@ class Index:
     def filter_mask(self, filter: Any) -> torch.Tensor:
         """bool [n_rows] on the device: live rows that match the filter (None: all live rows)."""
         with self.lock:
-            node = parse_filter(filter)
+            node = self._masks.parse(filter)
             mask = self._valid[: self._n_rows]
             if node is not None:
                 mask = mask & self._attrs.mask(node, self.capacity)[: self._n_rows]
@@ -498,23 +503,29 @@ class Index:
             if isinstance(filter, list):
                 if len(filter) != b:
                     raise InvalidInput(f"got {len(filter)} filters for {b} queries")
-                nodes = [parse_filter(f) for f in filter]
+                per_query = [self._masks.parse(f) for f in filter]
             else:
-                nodes = [parse_filter(filter)] * b
+                per_query = [self._masks.parse(filter)] * b
             groups: dict[str, list[int]] = {}
-            for i, node in enumerate(nodes):
-                key = "" if node is None else json.dumps(filter_to_json(node), sort_keys=True)
+            nodes: dict[str, FilterNode | None] = {}
+            key, prev = "", None
+            for i, node in enumerate(per_query):
+                if i == 0 or node is not prev:  # one key per run of the same filter object
+                    key, prev = _filter_key(node), node
                 groups.setdefault(key, []).append(i)
+                nodes.setdefault(key, node)
             scores = torch.full((b, k), -torch.inf)
             rows = torch.full((b, k), -1, dtype=torch.int64)
-            masks = {key: self._group_mask(nodes[idx[0]]) for key, idx in groups.items()}
             for key, idx in groups.items():
                 sub = qs if len(groups) == 1 else _select(qs, idx)
-                s, r = self._scanner.search(sub, k, self._n_rows, masks[key], strategy, backend)
-                scores[idx], rows[idx] = s.cpu(), r.cpu()
+                m = self._masks.get(key, partial(self._group_mask, nodes[key]))
+                s, r = self._scanner.search(sub, k, self._n_rows, m.mask, strategy, backend, m)
+                if len(groups) == 1:
+                    scores, rows = s.cpu(), r.cpu()
+                else:
+                    scores[idx], rows[idx] = s.cpu(), r.cpu()
             rows_np = rows.numpy()
-            ids = [self._ids.ids_of(rr[rr >= 0].tolist()) for rr in rows_np]
-            return SearchResult(scores.numpy(), rows_np, ids)
+            return SearchResult(scores.numpy(), rows_np, self._ids.ids_of_topk(rows_np))
 
     def _group_mask(self, node: Any) -> torch.Tensor:
         mask = self._valid[: self._n_rows]
@@ -596,6 +607,10 @@ class Index:
         idx._free = list(manifest.get("free_rows", []))
         idx.manifest_extra = dict(manifest.get("extra", {}))
         return idx
+
+
+def _filter_key(node: Any) -> str:
+    return "" if node is None else json.dumps(filter_to_json(node), sort_keys=True)
 
 
 def _select(qs: Queries, idx: list[int]) -> Queries:

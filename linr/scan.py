@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from linr.cpu import small
 from linr.storage import VectorStore
+
+if TYPE_CHECKING:
+    from linr.mask_cache import Allowed
 
 # Gather when fewer than this fraction of the scanned rows match. On CPU (2 cores) the
 # gather strategy costs ~1 row copy per matching row; scoring costs ~B dot products per row,
@@ -305,8 +309,10 @@ class Scanner:
         allowed: torch.Tensor,
         strategy: str = "auto",
         backend: str = "auto",
+        cached: Allowed | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k over rows [0, n_rows) where `allowed` (bool [>= n_rows]) is True.
+        """Top-k over rows [0, n_rows) where `allowed` (bool [>= n_rows]) is True; `cached`:
+        the same mask with its count and rows remembered (linr.mask_cache).
         Returns (scores float32 [B, k] padded -inf, rows int64 [B, k] padded -1)."""
         dev = self.store.device
         b = queries.batch
@@ -315,9 +321,17 @@ class Scanner:
         best_s = torch.full((b, k), -torch.inf, device=dev)
         best_r = torch.full((b, k), -1, dtype=torch.int64, device=dev)
         allowed = allowed[:n_rows]
-        n_allowed = int(allowed.sum())
+        n_allowed = cached.count() if cached is not None else int(allowed.sum())
         if n_allowed == 0:
             return best_s, best_r
+        auto = strategy == "auto" and backend == "auto"
+        if auto and small.applies(self.store, queries, k, n_rows):
+            rows = (
+                cached.rows() if cached is not None and small.by_rows(n_allowed, n_rows) else None
+            )
+            return small.search(
+                self.store, self.metric, queries, k, n_rows, allowed, n_allowed, rows, _faiss()
+            )
         if backend == "auto" or (backend == "faiss" and queries.multi):
             backend = choose_backend(dev, queries)
             if backend == "triton" and k > _TRITON_MAX_K:
@@ -335,7 +349,7 @@ class Scanner:
         ):
             c = n_rows  # blocks are views of the codes (no copy): one faiss call scans all
         if strategy == "gather":
-            rows_all = torch.nonzero(allowed).flatten()
+            rows_all = cached.rows() if cached is not None else torch.nonzero(allowed).flatten()
             for c0 in range(0, rows_all.shape[0], c):
                 sub = rows_all[c0 : c0 + c]
                 s, r = self._block_topk(queries, self.store.gather(sub), sub, k, None, backend)
