@@ -25,7 +25,7 @@ import torch
 
 from linr.attributes import AttributeStore
 from linr.errors import InvalidInput
-from linr.filters import FilterNode, filter_to_json
+from linr.filters import FilterNode
 from linr.ids import Id, IdMap
 from linr.mask_cache import MaskCache
 from linr.metrics import check_metric, normalize_rows
@@ -438,7 +438,7 @@ class Index:
     def filter_mask(self, filter: Any) -> torch.Tensor:
         """bool [n_rows] on the device: live rows that match the filter (None: all live rows)."""
         with self.lock:
-            node = self._masks.parse(filter)
+            node = self._masks.parse(filter)[0]
             mask = self._valid[: self._n_rows]
             if node is not None:
                 mask = mask & self._attrs.mask(node, self.capacity)[: self._n_rows]
@@ -508,10 +508,7 @@ class Index:
                 per_query = [self._masks.parse(filter)] * b
             groups: dict[str, list[int]] = {}
             nodes: dict[str, FilterNode | None] = {}
-            key, prev = "", None
-            for i, node in enumerate(per_query):
-                if i == 0 or node is not prev:  # one key per run of the same filter object
-                    key, prev = _filter_key(node), node
+            for i, (node, key) in enumerate(per_query):
                 groups.setdefault(key, []).append(i)
                 nodes.setdefault(key, node)
             scores = torch.full((b, k), -torch.inf)
@@ -607,10 +604,6 @@ class Index:
         idx._free = list(manifest.get("free_rows", []))
         idx.manifest_extra = dict(manifest.get("extra", {}))
         return idx
-
-
-def _filter_key(node: Any) -> str:
-    return "" if node is None else json.dumps(filter_to_json(node), sort_keys=True)
 
 
 def _select(qs: Queries, idx: list[int]) -> Queries:

@@ -5,13 +5,14 @@ to list the allowed rows), while a write changes every mask."""
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from linr.filters import FilterNode, parse_filter
+from linr.filters import FilterNode, filter_to_json, parse_filter
 
 # Filters remembered. A mask is 1 byte per row and its row list 8 bytes per allowed row.
 _MASKS = 16
@@ -43,7 +44,7 @@ class MaskCache:
 
     def __init__(self) -> None:
         self._masks: OrderedDict[str, Allowed] = OrderedDict()
-        self._parsed: OrderedDict[str, FilterNode | None] = OrderedDict()
+        self._parsed: OrderedDict[str, tuple[FilterNode | None, str]] = OrderedDict()
 
     def clear(self) -> None:
         """After any write: rows, attributes or liveness may have changed."""
@@ -59,13 +60,18 @@ class MaskCache:
             self._masks.move_to_end(key)
         return hit
 
-    def parse(self, f: Any) -> FilterNode | None:
-        """parse_filter, remembered for string filters (JSON forms are parsed each time)."""
+    def parse(self, f: Any) -> tuple[FilterNode | None, str]:
+        """(parse_filter(f), its key: the canonical JSON form, "" for no filter),
+        remembered for string filters (JSON forms are parsed each time)."""
         if not isinstance(f, str):
-            return parse_filter(f)
-        if f in self._parsed:
-            return self._parsed[f]
-        node = self._parsed[f] = parse_filter(f)
-        if len(self._parsed) > _PARSED:
-            self._parsed.popitem(last=False)
-        return node
+            return _keyed(parse_filter(f))
+        hit = self._parsed.get(f)
+        if hit is None:
+            hit = self._parsed[f] = _keyed(parse_filter(f))
+            if len(self._parsed) > _PARSED:
+                self._parsed.popitem(last=False)
+        return hit
+
+
+def _keyed(node: FilterNode | None) -> tuple[FilterNode | None, str]:
+    return node, "" if node is None else json.dumps(filter_to_json(node), sort_keys=True)

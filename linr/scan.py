@@ -318,20 +318,20 @@ class Scanner:
         b = queries.batch
         if self.metric == "l2":
             queries = self._l2_queries(queries)
-        best_s = torch.full((b, k), -torch.inf, device=dev)
-        best_r = torch.full((b, k), -1, dtype=torch.int64, device=dev)
         allowed = allowed[:n_rows]
         n_allowed = cached.count() if cached is not None else int(allowed.sum())
-        if n_allowed == 0:
-            return best_s, best_r
         auto = strategy == "auto" and backend == "auto"
-        if auto and small.applies(self.store, queries, k, n_rows):
+        if n_allowed and auto and small.applies(self.store, queries, k, n_rows):
             rows = (
                 cached.rows() if cached is not None and small.by_rows(n_allowed, n_rows) else None
             )
             return small.search(
                 self.store, self.metric, queries, k, n_rows, allowed, n_allowed, rows, _faiss()
             )
+        best_s = torch.full((b, k), -torch.inf, device=dev)
+        best_r = torch.full((b, k), -1, dtype=torch.int64, device=dev)
+        if n_allowed == 0:
+            return best_s, best_r
         if backend == "auto" or (backend == "faiss" and queries.multi):
             backend = choose_backend(dev, queries)
             if backend == "triton" and k > _TRITON_MAX_K:

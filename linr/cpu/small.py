@@ -20,6 +20,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import torch
 
 from linr.cpu import int8
@@ -32,6 +33,9 @@ MAX_BATCH = 16
 # 1M x 128 (one query, 2 threads) scoring rows in place cost 32 ns per allowed row at 10%
 # and 48 ns at 34%, against 23 ns per row for the full product: even near 50%.
 _BY_ROWS_BELOW = 0.5
+# int8 by rows: decode the allowed rows and score them in float32 when they hold at most
+# this many values (16 MB decoded, a few ms); beyond, integer products and bounds.
+_DECODE_ALL_BELOW = 1 << 22
 # Rows per thread below which one thread scores the allowed rows alone.
 _ROWS_PER_THREAD = 4096
 
@@ -69,26 +73,34 @@ def search(
     """Top-k over rows [0, n_rows) where allowed [n_rows] holds; `rows`: the allowed rows
     (ascending) when known. queries are prepared (l2: centred, with l2_const). faiss: the
     module, when the caller's backend may use it (fvec_inner_products_by_idx).
-    Returns (scores float32 [B, k] padded -inf, rows int64 [B, k] padded -1)."""
+    Returns (scores float32 [B, k] padded -inf, rows int64 [B, k] padded -1).
+
+    Past the one large product, the work is numpy on one thread (linr.cpu.select says why)."""
     if by_rows(n_allowed, n_rows):
         if rows is None:
             rows = torch.nonzero(allowed).flatten()
     else:
         rows = None
-    where: torch.Tensor | None
+    mask = None if rows is not None or n_allowed == n_rows else allowed[:n_rows].numpy()
+    where: np.ndarray | None
     if store.quantization == "int8":
-        s, where = _int8_scores(store, metric, queries, k, n_rows, allowed, rows)
+        s, where = _int8_scores(store, metric, queries, k, n_rows, mask, rows)
     else:
-        s, where = _fp32_scores(store, metric, queries, n_rows, allowed, rows, faiss)
-    vals, cols = topk_ordered(s, k)
-    out_r = where[cols.clamp(min=0)] if where is not None else cols
-    return vals, out_r.masked_fill(vals == -torch.inf, -1)
+        s, where = _fp32_scores(store, metric, queries, n_rows, mask, rows, faiss)
+    vals, cols = topk_ordered(torch.from_numpy(s), k)
+    out = cols.numpy()
+    if where is not None:
+        out = np.where(out >= 0, where[np.maximum(out, 0)], -1)
+    return vals, torch.from_numpy(out)
 
 
-def _finish(s: torch.Tensor, metric: str, queries: Any, sqn: torch.Tensor | None) -> torch.Tensor:
+def _finish(s: np.ndarray, metric: str, queries: Any, sqn: np.ndarray | None) -> np.ndarray:
+    """The plain path's l2 formula on float32 products s [B, m], in place."""
     if metric == "l2":
         assert sqn is not None and queries.l2_const is not None
-        s = 2 * s - sqn[None, :] - queries.l2_const[:, None]
+        s *= 2
+        s -= sqn[None, :]
+        s -= queries.l2_const.numpy()[:, None]
     return s
 
 
@@ -97,21 +109,21 @@ def _fp32_scores(
     metric: str,
     queries: Any,
     n_rows: int,
-    allowed: torch.Tensor,
+    mask: np.ndarray | None,
     rows: torch.Tensor | None,
     faiss: Any,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(scores [B, m], the row of each column, or None when column = row)."""
     q = queries.q
-    sqn = store.sqnorms
+    sqn = None if store.sqnorms is None else store.sqnorms.numpy()
     if rows is not None:
-        s = dot_rows(store.codes, q, rows, faiss)
-        return _finish(s, metric, queries, None if sqn is None else sqn[rows]), rows
-    codes = store.codes[:n_rows]
-    s = _products(q, codes)
+        s = dot_rows(store.codes, q, rows, faiss).numpy()
+        rn = rows.numpy()
+        return _finish(s, metric, queries, None if sqn is None else sqn[rn]), rn
+    s = _products(q, store.codes[:n_rows]).numpy()
     s = _finish(s, metric, queries, None if sqn is None else sqn[:n_rows])
-    if n_rows and not bool(allowed[:n_rows].all()):
-        s = s.masked_fill_(~allowed[None, :n_rows], -torch.inf)
+    if mask is not None:
+        s[:, ~mask] = -np.inf
     return s, None
 
 
@@ -140,15 +152,23 @@ def dot_rows(
 
     def part(bi: int, r0: int) -> None:
         r1 = min(r0 + step, m)
-        faiss.fvec_inner_products_by_idx(
-            faiss.swig_ptr(on[bi, r0:r1]),
-            faiss.swig_ptr(qn[bi]),
-            faiss.swig_ptr(cn),
-            faiss.swig_ptr(rn[r0:r1]),
-            d,
-            1,
-            r1 - r0,
-        )
+        # One OpenMP thread for this call (the setting is per calling thread): with nx = 1
+        # faiss would open a team whose end barrier waits on idle threads, and on a loaded
+        # machine a preempted one (25 ms for 387 rows, against 0.03 ms alone).
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            faiss.fvec_inner_products_by_idx(
+                faiss.swig_ptr(on[bi, r0:r1]),
+                faiss.swig_ptr(qn[bi]),
+                faiss.swig_ptr(cn),
+                faiss.swig_ptr(rn[r0:r1]),
+                d,
+                1,
+                r1 - r0,
+            )
+        finally:
+            faiss.omp_set_num_threads(before)
 
     jobs = [(bi, r0) for bi in range(b) for r0 in range(0, m, step)]
     if len(jobs) == 1:
@@ -165,35 +185,36 @@ def _int8_scores(
     queries: Any,
     k: int,
     n_rows: int,
-    allowed: torch.Tensor,
+    mask: np.ndarray | None,
     rows: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact scores of the candidate rows (linr.cpu.int8) [B, m] and their rows [m]."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact scores [B, m] of the candidate rows (linr.cpu.int8), and those rows [m]."""
     q = queries.q
+    codes_all, scales_all = store.codes.numpy(), store.scales.numpy()
+    if rows is not None and rows.shape[0] * store.dim <= _DECODE_ALL_BELOW:
+        where = rows.numpy()  # so few rows that decoding them all is cheaper than bounds
+        block = codes_all[where].astype(np.float32) * scales_all[where][:, None]
+        s = _products(q, torch.from_numpy(block)).numpy()
+        sqn = None if store.sqnorms is None else store.sqnorms.numpy()[where]
+        return _finish(s, metric, queries, sqn), where
     if rows is not None:
-        codes, scales = store.codes.index_select(0, rows), store.scales[rows]
-        where = rows
+        where = rows.numpy()
+        codes, scales = torch.from_numpy(codes_all[where]), scales_all[where]
     else:
-        codes, scales = store.codes[:n_rows], store.scales[:n_rows]
-        where = torch.arange(n_rows)
-    q8, alpha, c = int8.quantize_queries(q)
-    approx, err = int8.approx_bounds(q8, alpha, c, codes, scales)
-    if metric == "l2":  # 2<q - c, x> - ||x - c||^2 - const, and its float32 roundings
+        where = np.arange(n_rows)
+        codes, scales = store.codes[:n_rows], scales_all[:n_rows]
+    quant = int8.quantize_queries(q)
+    prod = int8.products(quant[0], codes)
+    l2 = None
+    if metric == "l2":
         assert store.sqnorms is not None and queries.l2_const is not None
-        sqn = store.sqnorms[where].double()
-        const = queries.l2_const.double()
-        approx = 2 * approx - sqn[None, :] - const[:, None]
-        err = 2 * err + 2.0**-20 * (approx.abs() + 2 * err + sqn[None, :] + const.abs()[:, None])
-    lower, upper = approx - err, approx + err
-    if rows is None and n_rows and not bool(allowed[:n_rows].all()):
-        lower.masked_fill_(~allowed[None, :n_rows], -torch.inf)
-        upper.masked_fill_(~allowed[None, :n_rows], -torch.inf)
-    cols = int8.candidates(lower, upper, k)
-    cand = where[cols]
-    block = store.gather(cand)  # decoded float32 rows: the plain path's inputs
-    s = _products(q, block)
-    sqn32 = None if store.sqnorms is None else store.sqnorms[cand]
-    return _finish(s, metric, queries, sqn32), cand
+        l2 = (store.sqnorms.numpy()[where], queries.l2_const.double().numpy())
+    cand = where[int8.candidates(prod, quant, scales, k, mask, l2)]
+    # Decoded float32 rows (linr.quantization.decode's one product), the plain path's inputs.
+    block = codes_all[cand].astype(np.float32) * scales_all[cand][:, None]
+    s = _products(q, torch.from_numpy(block)).numpy()
+    sqn = None if store.sqnorms is None else store.sqnorms.numpy()[cand]
+    return _finish(s, metric, queries, sqn), cand
 
 
 def _threads() -> ThreadPoolExecutor:
