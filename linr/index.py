@@ -573,7 +573,11 @@ class Index:
             _write_json(path / "manifest.json", manifest)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "auto") -> Index:
+    def load(
+        cls, path: str | Path, device: str | torch.device = "auto", *, mmap: bool = False
+    ) -> Index:
+        """mmap: map the tensors copy-on-write instead of reading them (linr.io.mapped), for
+        a process that will not save to `path`; a CPU index then scans the file's pages."""
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -587,7 +591,12 @@ class Index:
             capacity=max(manifest["capacity"], 1),
             id_kind=manifest["id_kind"],
         )
-        tensors = load_file(str(path / "tensors.safetensors"))
+        if mmap:
+            from linr.io.mapped import map_safetensors
+
+            tensors = map_safetensors(path / "tensors.safetensors")
+        else:
+            tensors = load_file(str(path / "tensors.safetensors"))
         n = manifest["n_rows"]
         idx._store.load_state({k[4:]: v for k, v in tensors.items() if k.startswith("vec.")})
         idx._valid[:n] = tensors["valid"].to(idx.device)
