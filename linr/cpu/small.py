@@ -84,7 +84,7 @@ def search(
     mask = None if rows is not None or n_allowed == n_rows else allowed[:n_rows].numpy()
     where: np.ndarray | None
     if store.quantization == "int8":
-        s, where = _int8_scores(store, metric, queries, k, n_rows, mask, rows)
+        s, where = _int8_scores(store, metric, queries, k, n_rows, mask, rows, faiss)
     else:
         s, where = _fp32_scores(store, metric, queries, n_rows, mask, rows, faiss)
     vals, cols = topk_ordered(torch.from_numpy(s), k)
@@ -134,6 +134,13 @@ def _products(q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if q.shape[0] == 1:
         return (torch.cat([q, q]) @ x.T)[:1]
     return q @ x.T
+
+
+def _dot_all(q: torch.Tensor, block: np.ndarray, faiss: Any) -> np.ndarray:
+    """q [B, D] @ block [m, D].T for a small decoded block, each row scored alone (as
+    dot_rows: no BLAS thread team for a few hundred rows)."""
+    x = torch.from_numpy(block)
+    return dot_rows(x, q, torch.arange(block.shape[0]), faiss).numpy()
 
 
 def dot_rows(
@@ -187,14 +194,15 @@ def _int8_scores(
     n_rows: int,
     mask: np.ndarray | None,
     rows: torch.Tensor | None,
+    faiss: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact scores [B, m] of the candidate rows (linr.cpu.int8), and those rows [m]."""
     q = queries.q
     codes_all, scales_all = store.codes.numpy(), store.scales.numpy()
     if rows is not None and rows.shape[0] * store.dim <= _DECODE_ALL_BELOW:
         where = rows.numpy()  # so few rows that decoding them all is cheaper than bounds
-        block = codes_all[where].astype(np.float32) * scales_all[where][:, None]
-        s = _products(q, torch.from_numpy(block)).numpy()
+        block = _decode(codes_all[where], scales_all[where])
+        s = _dot_all(q, block, faiss)
         sqn = None if store.sqnorms is None else store.sqnorms.numpy()[where]
         return _finish(s, metric, queries, sqn), where
     if rows is not None:
@@ -210,11 +218,17 @@ def _int8_scores(
         assert store.sqnorms is not None and queries.l2_const is not None
         l2 = (store.sqnorms.numpy()[where], queries.l2_const.double().numpy())
     cand = where[int8.candidates(prod, quant, scales, k, mask, l2)]
-    # Decoded float32 rows (linr.quantization.decode's one product), the plain path's inputs.
-    block = codes_all[cand].astype(np.float32) * scales_all[cand][:, None]
-    s = _products(q, torch.from_numpy(block)).numpy()
+    block = _decode(codes_all[cand], scales_all[cand])
+    s = _dot_all(q, block, faiss)
     sqn = None if store.sqnorms is None else store.sqnorms.numpy()[cand]
     return _finish(s, metric, queries, sqn), cand
+
+
+def _decode(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """linr.quantization.decode in numpy: float32(code) * scale, one float32 rounding, the
+    plain path's inputs. Cast inside the multiply: astype(float32) * scales[:, None] ran
+    20x slower here (32 ms against 1.6 ms at 3,900 x 384)."""
+    return np.multiply(codes, scales[:, None], dtype=np.float32)
 
 
 def _threads() -> ThreadPoolExecutor:
