@@ -34,7 +34,7 @@ def supported(d: int) -> bool:
     a = torch.randint(-127, 128, (3, d), dtype=torch.int8, generator=g)
     b = torch.randint(-127, 128, (37, d), dtype=torch.int8, generator=g)
     try:
-        got = torch._int_mm(a, b.T)
+        got = torch._int_mm(b, a.T.contiguous()).T  # the layout of `products`
     except RuntimeError:
         return False
     return bool(torch.equal(got, a.to(torch.int32) @ b.to(torch.int32).T))
@@ -58,8 +58,10 @@ def quantize_queries(q: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def products(q8: np.ndarray, codes: torch.Tensor) -> np.ndarray:
-    """<q8_b, code_r>: int32 [B, n], exact. codes: int8 [n, D]."""
-    return torch._int_mm(torch.from_numpy(q8), codes.T).numpy()
+    """<q8_b, code_r>: int32 [B, n], exact. codes: int8 [n, D]. The codes are the left
+    operand, in their own row-major layout: only the [D, B] queries need a reorder."""
+    qt = torch.from_numpy(q8).T.contiguous()
+    return torch._int_mm(codes, qt).T.contiguous().numpy()
 
 
 def candidates(
