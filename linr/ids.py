@@ -248,6 +248,16 @@ class IdMap:
             return [self._row_str[r] for r in rows]  # type: ignore[misc]
         return self._row_int[np.asarray(rows, np.int64)].tolist()
 
+    def ids_of_topk(self, rows: np.ndarray) -> list[list[Id]]:
+        """rows int64 [B, k], each row's -1 padding at its end -> the ids of each row."""
+        counts = (rows >= 0).sum(1).tolist()
+        if self.kind == "str":
+            return [[self._row_str[r] for r in rr[:c].tolist()] for rr, c in zip(rows, counts)]  # type: ignore[misc]
+        if self.kind is None:
+            return [[] for _ in counts]
+        labels = self._row_int[np.maximum(rows, 0)].tolist()
+        return [lab[:c] for lab, c in zip(labels, counts)]
+
     def memory_bytes(self) -> int:
         if self.kind == "str":
             # dict entry + str object + list slot, as CPython lays them out (approximate)

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ import torch
 from linr.attributes import AttributeStore
 from linr.deleted import DeletedVersions
 from linr.errors import InvalidInput
-from linr.filters import filter_to_json, parse_filter
+from linr.filters import FilterNode
 from linr.ids import Id, IdMap
 from linr.limits import MAX_DIM, MAX_INDEX_K
+from linr.mask_cache import MaskCache
 from linr.metrics import check_metric, normalize_rows
 from linr.onebit import hooks as onebit
 from linr.quantization import check_quantization
@@ -164,6 +166,7 @@ class Index:
         self.lock = threading.RLock()  # searches and reads; writers while changing tensors
         self.write_lock = threading.RLock()  # writers and save, one at a time; before `lock`
         self.manifest_extra: dict[str, Any] = {}
+        self._masks = MaskCache()  # cleared by every write, under `lock`
 
     # ---- introspection -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -405,6 +408,7 @@ class Index:
                 if self._versions is not None:
                     self._versions[rows] = _NO_VERSION if vers is None else vers[final]
                 self._valid[dev_rows] = True
+                self._masks.clear()
                 return result
 
     def _plan_writes(
@@ -506,6 +510,7 @@ class Index:
                 if self._versions is not None:
                     self._versions[rows] = _NO_VERSION
                 self._free.extend(rows.tolist())
+                self._masks.clear()
                 return removed
 
     def check_attributes(self, attributes: Sequence[Mapping[str, Any] | None]) -> None:
@@ -574,7 +579,7 @@ class Index:
     def filter_mask(self, filter: Any) -> torch.Tensor:
         """bool [n_rows] on the device: live rows that match the filter (None: all live rows)."""
         with self.lock:
-            node = parse_filter(filter)
+            node = self._masks.parse(filter)[0]
             mask = self._valid[: self._n_rows]
             if node is not None:
                 mask = mask & self._attrs.mask(node, self.capacity)[: self._n_rows]
@@ -642,25 +647,28 @@ class Index:
             if isinstance(filter, list):
                 if len(filter) != b:
                     raise InvalidInput(f"got {len(filter)} filters for {b} queries")
-                nodes = [parse_filter(f) for f in filter]
+                per_query = [self._masks.parse(f) for f in filter]
             else:
-                nodes = [parse_filter(filter)] * b
+                per_query = [self._masks.parse(filter)] * b
             groups: dict[str, list[int]] = {}
-            for i, node in enumerate(nodes):
-                key = "" if node is None else json.dumps(filter_to_json(node), sort_keys=True)
+            nodes: dict[str, FilterNode | None] = {}
+            for i, (node, key) in enumerate(per_query):
                 groups.setdefault(key, []).append(i)
+                nodes.setdefault(key, node)
             scores = torch.full((b, k), -torch.inf)
             rows = torch.full((b, k), -1, dtype=torch.int64)
-            masks = {key: self._group_mask(nodes[idx[0]]) for key, idx in groups.items()}
             for key, idx in groups.items():
                 sub = qs if len(groups) == 1 else _select(qs, idx)
+                m = self._masks.get(key, partial(self._group_mask, nodes[key]))
                 s, r = self._scanner.search(
-                    sub, k, self._n_rows, masks[key], strategy_, backend_, **extra
+                    sub, k, self._n_rows, m.mask, strategy_, backend_, cached=m, **extra
                 )
-                scores[idx], rows[idx] = s.cpu(), r.cpu()
+                if len(groups) == 1:
+                    scores, rows = s.cpu(), r.cpu()
+                else:
+                    scores[idx], rows[idx] = s.cpu(), r.cpu()
             rows_np = rows.numpy()
-            ids = [self._ids.ids_of(rr[rr >= 0].tolist()) for rr in rows_np]
-            return SearchResult(scores.numpy(), rows_np, ids)
+            return SearchResult(scores.numpy(), rows_np, self._ids.ids_of_topk(rows_np))
 
     def _group_mask(self, node: Any) -> torch.Tensor:
         mask = self._valid[: self._n_rows]
@@ -719,16 +727,20 @@ class Index:
         path: str | Path,
         device: str | torch.device = "auto",
         rerank_device: str | torch.device | None = None,
+        *,
+        mmap: bool = False,
     ) -> Index:
         """rerank_device (quantization 1bit): where to hold the rerank store; by default
-        where it was saved from (the host stays the host), else with the codes."""
+        where it was saved from (the host stays the host), else with the codes.
+        mmap: map the tensors copy-on-write instead of reading them (linr.io.mapped), for
+        a process that will not save to `path`; a CPU index then scans the file's pages."""
         from linr.saved import read_tensors
 
         path = Path(path)
         manifest = read_manifest(path)
         dev = resolve_device(device)
         capacity = max(manifest["capacity"], 1)
-        tensors = read_tensors(path, manifest)  # checked against the manifest
+        tensors = read_tensors(path, manifest, mmap=mmap)  # checked against the manifest
         n = manifest["n_rows"]
         store = onebit.make_store(
             manifest["dim"],

@@ -8,6 +8,7 @@ later with a torch RuntimeError deep in the scan.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,19 @@ from linr.errors import InvalidInput
 _CODE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
 
 
-def read_tensors(path: Path, manifest: dict[str, Any]) -> dict[str, torch.Tensor]:
+def read_tensors(
+    path: Path, manifest: dict[str, Any], mmap: bool = False
+) -> dict[str, torch.Tensor]:
+    """mmap: map the file copy-on-write (linr.io.mapped) instead of reading it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from linr.io.mapped import map_safetensors
+
     f = path / "tensors.safetensors"
     try:
-        tensors = load_file(str(f))
-    except SafetensorError as e:
+        tensors = map_safetensors(f) if mmap else load_file(str(f))
+    except (SafetensorError, ValueError, struct.error) as e:
         raise InvalidInput(f"{f}: not a complete safetensors file ({e})") from None
     check_tensors(f, manifest, tensors)
     return tensors

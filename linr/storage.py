@@ -105,7 +105,11 @@ class VectorStore:
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         n = tensors["codes"].shape[0]
-        self.codes[:n] = tensors["codes"].to(self.device)
+        codes = tensors["codes"]
+        if n == self.capacity and codes.dtype == self.codes.dtype and codes.device == self.device:
+            self.codes = codes  # a full store: take the loaded tensor rather than copy it
+        else:
+            self.codes[:n] = codes.to(self.device)
         if self.scales is not None:
             self.scales[:n] = tensors["scales"].to(self.device)
         if self.sqnorms is not None:

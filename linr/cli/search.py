@@ -30,6 +30,7 @@ from linr.limits import MAX_K
 _BATCH_QUERIES = 1024
 _OUTPUT_SUFFIXES = (".jsonl", ".ibin")
 _INT32_MAX = 2**31 - 1
+_NOT_JSON = ("inf", "-inf", "nan")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -114,8 +115,14 @@ def run(args: argparse.Namespace) -> int:
         )
     filters = _query_filters(args, nq, read_filters_jsonl)
 
+    # A one-shot reader: map the codes instead of reading them (linr.io.mapped).
     index = _call(
-        "", linr.Index.load, args.index, device=args.device, rerank_device=args.rerank_device
+        "",
+        linr.Index.load,
+        args.index,
+        device=args.device,
+        rerank_device=args.rerank_device,
+        mmap=True,
     )
     ids: list[list[Any]] = [[] for _ in range(nq)]
     scores = np.full((nq, args.k), -np.inf, dtype=np.float32)
@@ -216,10 +223,14 @@ def _output_kind(output: str | None) -> str:
 
 
 def _write_jsonl(f: IO[str], ids: list[list[Any]], scores: np.ndarray) -> None:
-    for row_ids, row in zip(ids, scores, strict=True):
-        # astype(str) gives the shortest text that reads back as the same float32.
-        vals = [float(s) for s in row[: len(row_ids)].astype(str)]
-        f.write(json.dumps({"ids": row_ids, "scores": vals}) + "\n")
+    # astype(str) gives the shortest text that reads back as the same float32, formatted
+    # in C for the whole matrix; -inf only pads past a query's results, which are cut.
+    text = scores.astype(str)
+    for row_ids, row in zip(ids, text, strict=True):
+        vals = row[: len(row_ids)]
+        if any(v in _NOT_JSON for v in vals[-1:]) or any(v in _NOT_JSON for v in vals[:1]):
+            vals = [json.dumps(float(v)) for v in vals]  # inf: json.dumps's spelling
+        f.write(f'{{"ids": {json.dumps(row_ids)}, "scores": [{", ".join(vals)}]}}\n')
 
 
 def _write_ibin_results(path: str, ids: list[list[Any]], k: int) -> None:

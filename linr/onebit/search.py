@@ -7,6 +7,8 @@ Scans: hamming_topk_cpu (linr.onebit.cpu_scan) anywhere, the Triton kernel
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from linr.errors import InvalidInput
@@ -122,8 +124,10 @@ class OneBitScanner:
         strategy: str = "auto",
         backend: str = "auto",
         oversample: int | None = None,
+        cached: Any = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k over rows [0, n_rows) where `allowed` is True, as Scanner.search."""
+        """Top-k over rows [0, n_rows) where `allowed` is True, as Scanner.search (`cached`,
+        the mask's remembered count and rows, is not needed here)."""
         if queries.multi:
             raise InvalidInput("multi-embedding queries are not supported with quantization 1bit")
         over = check_oversample(oversample)

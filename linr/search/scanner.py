@@ -12,14 +12,19 @@ queries become q - c here, in one place, and every backend scores 2<q - c, x - c
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from linr.cpu import small
 from linr.ops.mask_words import pack_mask
 from linr.search.plan import Backend, Strategy, choose_backend, choose_strategy, faiss_module
 from linr.search.topk import merge, topk_exact_ties
 from linr.storage import VectorStore
+
+if TYPE_CHECKING:
+    from linr.mask_cache import Allowed
 
 # faiss path, mask strategy: a chunk with at most this many rejected rows (times k) is
 # searched for k + rejected and the rejected dropped; beyond that, its matching rows are
@@ -210,17 +215,35 @@ class Scanner:
         allowed: torch.Tensor,
         strategy: Strategy = Strategy.AUTO,
         backend: Backend = Backend.AUTO,
+        cached: Allowed | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k over rows [0, n_rows) where `allowed` (bool [>= n_rows]) is True.
+        """Top-k over rows [0, n_rows) where `allowed` (bool [>= n_rows]) is True; `cached`:
+        the same mask with its count and rows remembered (linr.mask_cache).
         Returns (scores float32 [B, k] padded -inf, rows int64 [B, k] padded -1)."""
         dev = self.store.device
         b = queries.batch
         if self.metric == "l2":
             queries = self._l2_queries(queries)
+        allowed = allowed[:n_rows]
+        n_allowed = cached.count() if cached is not None else int(allowed.sum())
+        auto = strategy is Strategy.AUTO and backend is Backend.AUTO
+        if n_allowed and auto and small.applies(self.store, queries, k, n_rows):
+            rows = (
+                cached.rows() if cached is not None and small.by_rows(n_allowed, n_rows) else None
+            )
+            return small.search(
+                self.store,
+                self.metric,
+                queries,
+                k,
+                n_rows,
+                allowed,
+                n_allowed,
+                rows,
+                faiss_module(),
+            )
         best_s = torch.full((b, k), -torch.inf, device=dev)
         best_r = torch.full((b, k), -1, dtype=torch.int64, device=dev)
-        allowed = allowed[:n_rows]
-        n_allowed = int(allowed.sum())
         if n_allowed == 0:
             return best_s, best_r
         backend = choose_backend(backend, dev, b, queries.multi, k)
@@ -236,7 +259,7 @@ class Scanner:
         ):
             c = n_rows  # blocks are views of the codes (no copy): one faiss call scans all
         if strategy is Strategy.GATHER:
-            rows_all = torch.nonzero(allowed).flatten()
+            rows_all = cached.rows() if cached is not None else torch.nonzero(allowed).flatten()
             for c0 in range(0, rows_all.shape[0], c):
                 sub = rows_all[c0 : c0 + c]
                 s, r = self._block_topk(queries, self.store.gather(sub), sub, k, None, backend)

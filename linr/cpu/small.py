@@ -1,0 +1,238 @@
+"""Small query batches on CPU: one pass over the bytes the filter needs.
+
+A single query is bound by reading the codes (38,695 x 384 fp32 is 59 MB; 1M x 128 is
+512 MB), so this path reads each needed byte once and does little else:
+- all rows, or most: one matrix-vector product over the codes in place, rejected rows set
+  to -inf, and the bound selection of linr.cpu.select;
+- few rows: only the allowed rows are scored, in place (faiss's
+  fvec_inner_products_by_idx on the index's own buffer, split over the torch threads),
+  with no copy of them;
+- int8 codes: integer products over the codes (linr.cpu.int8), exact after a rescore.
+The scores are those of the plain path (linr/search/scanner.py: float32 products of the
+query with the decoded rows, l2 as 2<q - c, x> - ||x - c||^2 - (||q||^2 - ||c||^2)) up to float32
+summation order, which BLAS does not fix either.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from linr.cpu import int8
+from linr.cpu.select import topk_ordered
+
+# Queries up to this many take this path; beyond, products are compute bound and the
+# blocked scan of linr/search/scanner.py is the better loop.
+MAX_BATCH = 16
+# Score only the allowed rows when fewer than this fraction of the rows is allowed. At
+# 1M x 128 (one query, 2 threads) scoring rows in place cost 32 ns per allowed row at 10%
+# and 48 ns at 34%, against 23 ns per row for the full product: even near 50%.
+_BY_ROWS_BELOW = 0.5
+# int8 by rows: decode the allowed rows and score them in float32 when they hold at most
+# this many values (16 MB decoded, a few ms); beyond, integer products and bounds.
+_DECODE_ALL_BELOW = 1 << 22
+# Rows per thread below which one thread scores the allowed rows alone.
+_ROWS_PER_THREAD = 4096
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def applies(store: Any, queries: Any, k: int, n_rows: int) -> bool:
+    """True when this path serves the search: CPU, plain (single-vector) queries, a small
+    batch, fp32 or int8 codes, and a score block that fits the scan budget."""
+    if store.device.type != "cpu" or queries.multi or queries.batch > MAX_BATCH:
+        return False
+    if os.environ.get("LINR_CPU_SMALL", "") == "off":
+        return False
+    if store.quantization == "int8":
+        return int8.supported(store.dim)
+    return store.quantization == "fp32"
+
+
+def by_rows(n_allowed: int, n_rows: int) -> bool:
+    """Score only the allowed rows (else every row, masked)."""
+    return n_allowed < _BY_ROWS_BELOW * n_rows
+
+
+def search(
+    store: Any,
+    metric: str,
+    queries: Any,
+    k: int,
+    n_rows: int,
+    allowed: torch.Tensor,
+    n_allowed: int,
+    rows: torch.Tensor | None = None,
+    faiss: Any = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k over rows [0, n_rows) where allowed [n_rows] holds; `rows`: the allowed rows
+    (ascending) when known. queries are prepared (l2: centred, with l2_const). faiss: the
+    module, when the caller's backend may use it (fvec_inner_products_by_idx).
+    Returns (scores float32 [B, k] padded -inf, rows int64 [B, k] padded -1).
+
+    Past the one large product, the work is numpy on one thread (linr.cpu.select says why)."""
+    if by_rows(n_allowed, n_rows):
+        if rows is None:
+            rows = torch.nonzero(allowed).flatten()
+    else:
+        rows = None
+    mask = None if rows is not None or n_allowed == n_rows else allowed[:n_rows].numpy()
+    where: np.ndarray | None
+    if store.quantization == "int8":
+        s, where = _int8_scores(store, metric, queries, k, n_rows, mask, rows, faiss)
+    else:
+        s, where = _fp32_scores(store, metric, queries, n_rows, mask, rows, faiss)
+    vals, cols = topk_ordered(torch.from_numpy(s), k)
+    out = cols.numpy()
+    if where is not None:
+        out = np.where(out >= 0, where[np.maximum(out, 0)], -1)
+    return vals, torch.from_numpy(out)
+
+
+def _finish(s: np.ndarray, metric: str, queries: Any, sqn: np.ndarray | None) -> np.ndarray:
+    """The plain path's l2 formula on float32 products s [B, m], in place."""
+    if metric == "l2":
+        assert sqn is not None and queries.l2_const is not None
+        s *= 2
+        s -= sqn[None, :]
+        s -= queries.l2_const.numpy()[:, None]
+    return s
+
+
+def _fp32_scores(
+    store: Any,
+    metric: str,
+    queries: Any,
+    n_rows: int,
+    mask: np.ndarray | None,
+    rows: torch.Tensor | None,
+    faiss: Any,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(scores [B, m], the row of each column, or None when column = row)."""
+    q = queries.q
+    sqn = None if store.sqnorms is None else store.sqnorms.numpy()
+    if rows is not None:
+        s = dot_rows(store.codes, q, rows, faiss).numpy()
+        rn = rows.numpy()
+        return _finish(s, metric, queries, None if sqn is None else sqn[rn]), rn
+    s = _products(q, store.codes[:n_rows]).numpy()
+    s = _finish(s, metric, queries, None if sqn is None else sqn[:n_rows])
+    if mask is not None:
+        s[:, ~mask] = -np.inf
+    return s, None
+
+
+def _products(q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """q [B, D] @ x [n, D].T. One query as a 2-row product: gemv's sums depend on a row's
+    place in x (tail rows), so equal rows would score differently; as fast here (1M x 128:
+    227 ms vs 237 ms, a loaded moment of the dev machine)."""
+    if q.shape[0] == 1:
+        return (torch.cat([q, q]) @ x.T)[:1]
+    return q @ x.T
+
+
+def _dot_all(q: torch.Tensor, block: np.ndarray, faiss: Any) -> np.ndarray:
+    """q [B, D] @ block [m, D].T for a small decoded block, each row scored alone (as
+    dot_rows: no BLAS thread team for a few hundred rows)."""
+    x = torch.from_numpy(block)
+    return dot_rows(x, q, torch.arange(block.shape[0]), faiss).numpy()
+
+
+def dot_rows(
+    codes: torch.Tensor, q: torch.Tensor, rows: torch.Tensor, faiss: Any = None
+) -> torch.Tensor:
+    """<q_b, codes[r]> for r in rows: float32 [B, len(rows)], reading only those rows
+    (with faiss; without, a gathered copy). codes: float32 [N, D]; rows: int64, each < N."""
+    if faiss is None or not codes.is_contiguous():
+        return q @ codes.index_select(0, rows).T
+    b, d = q.shape
+    m = rows.shape[0]
+    out = torch.empty((b, m), dtype=torch.float32)
+    qn, cn, rn, on = q.contiguous().numpy(), codes.numpy(), rows.numpy(), out.numpy()
+    parts = max(1, min(torch.get_num_threads(), m // _ROWS_PER_THREAD))
+    step = math.ceil(m / parts)
+
+    def part(bi: int, r0: int) -> None:
+        r1 = min(r0 + step, m)
+        # One OpenMP thread for this call (the setting is per calling thread): with nx = 1
+        # faiss would open a team whose end barrier waits on idle threads, and on a loaded
+        # machine a preempted one (25 ms for 387 rows, against 0.03 ms alone).
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            faiss.fvec_inner_products_by_idx(
+                faiss.swig_ptr(on[bi, r0:r1]),
+                faiss.swig_ptr(qn[bi]),
+                faiss.swig_ptr(cn),
+                faiss.swig_ptr(rn[r0:r1]),
+                d,
+                1,
+                r1 - r0,
+            )
+        finally:
+            faiss.omp_set_num_threads(before)
+
+    jobs = [(bi, r0) for bi in range(b) for r0 in range(0, m, step)]
+    if len(jobs) == 1:
+        part(*jobs[0])
+    else:  # faiss releases the GIL: the parts run on separate cores
+        for f in [_threads().submit(part, *j) for j in jobs]:
+            f.result()
+    return out
+
+
+def _int8_scores(
+    store: Any,
+    metric: str,
+    queries: Any,
+    k: int,
+    n_rows: int,
+    mask: np.ndarray | None,
+    rows: torch.Tensor | None,
+    faiss: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact scores [B, m] of the candidate rows (linr.cpu.int8), and those rows [m]."""
+    q = queries.q
+    codes_all, scales_all = store.codes.numpy(), store.scales.numpy()
+    if rows is not None and rows.shape[0] * store.dim <= _DECODE_ALL_BELOW:
+        where = rows.numpy()  # so few rows that decoding them all is cheaper than bounds
+        block = _decode(codes_all[where], scales_all[where])
+        s = _dot_all(q, block, faiss)
+        sqn = None if store.sqnorms is None else store.sqnorms.numpy()[where]
+        return _finish(s, metric, queries, sqn), where
+    if rows is not None:
+        where = rows.numpy()
+        codes, scales = torch.from_numpy(codes_all[where]), scales_all[where]
+    else:
+        where = np.arange(n_rows)
+        codes, scales = store.codes[:n_rows], scales_all[:n_rows]
+    quant = int8.quantize_queries(q)
+    prod = int8.products(quant[0], codes)
+    l2 = None
+    if metric == "l2":
+        assert store.sqnorms is not None and queries.l2_const is not None
+        l2 = (store.sqnorms.numpy()[where], queries.l2_const.double().numpy())
+    cand = where[int8.candidates(prod, quant, scales, k, mask, l2)]
+    block = _decode(codes_all[cand], scales_all[cand])
+    s = _dot_all(q, block, faiss)
+    sqn = None if store.sqnorms is None else store.sqnorms.numpy()[cand]
+    return _finish(s, metric, queries, sqn), cand
+
+
+def _decode(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """linr.quantization.decode in numpy: float32(code) * scale, one float32 rounding, the
+    plain path's inputs. Cast inside the multiply: astype(float32) * scales[:, None] ran
+    20x slower here (32 ms against 1.6 ms at 3,900 x 384)."""
+    return np.multiply(codes, scales[:, None], dtype=np.float32)
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max(torch.get_num_threads(), 2), thread_name_prefix="linr-cpu")
+    return _pool

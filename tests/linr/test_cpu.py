@@ -1,0 +1,151 @@
+"""The small-batch CPU paths (linr.cpu) against the float64 reference, at awkward sizes."""
+
+import numpy as np
+import pytest
+import torch
+
+import linr
+from linr import Index
+from linr.cpu import int8, small
+from linr.cpu.select import topk_ordered
+from linr.testing.topk import assert_same_topk, scores_by_row
+from tests.linr.conftest import stored_vectors
+
+
+def reference(index, q, k, metric, mask):
+    x = stored_vectors(index, index._n_rows)
+    mask = index._valid[: index._n_rows].cpu() & mask
+    if metric == "cosine":  # stored vectors are normalized (then quantized) on insert
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        metric = "ip"
+    return linr.knn(q, x, k, metric, mask=mask)
+
+
+def sorted_reference(s: torch.Tensor, k: int):
+    """Top-k of each row of s by a full sort on (score desc, column asc)."""
+    b, n = s.shape
+    out_s = torch.full((b, k), -torch.inf, dtype=s.dtype)
+    out_c = torch.full((b, k), -1, dtype=torch.int64)
+    for i in range(b):
+        order = sorted((c for c in range(n) if s[i, c] > -torch.inf), key=lambda c: (-s[i, c], c))
+        order = order[:k]
+        out_s[i, : len(order)] = s[i, order]
+        out_c[i, : len(order)] = torch.tensor(order, dtype=torch.int64)
+    return out_s, out_c
+
+
+@pytest.mark.parametrize("b,n,k", [(1, 1, 1), (2, 5, 10), (3, 1023, 7), (1, 5000, 3), (4, 9000, 5)])
+def test_select_orders_ties_by_column(rng, b, n, k):
+    # Few distinct values: many ties at the k-th place; some -inf (rejected) columns.
+    s = torch.from_numpy(rng.integers(0, 6, (b, n)).astype(np.float32))
+    s[torch.from_numpy(rng.random((b, n)) < 0.2)] = -torch.inf
+    got_s, got_c = topk_ordered(s, k)
+    want_s, want_c = sorted_reference(s, k)
+    assert torch.equal(got_c, want_c) and torch.equal(got_s, want_s)
+
+
+def test_select_all_rejected():
+    s = torch.full((2, 3000), -torch.inf)
+    got_s, got_c = topk_ordered(s, 4)
+    assert (got_c == -1).all() and torch.isneginf(got_s).all()
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+@pytest.mark.parametrize("quant", ["fp32", "int8"])
+@pytest.mark.parametrize(
+    "n,d,b,k",
+    [(1, 1, 1, 1), (7, 5, 2, 10), (3001, 37, 1, 13), (2500, 130, 3, 50), (20000, 16, 16, 5)],
+)
+@pytest.mark.parametrize("frac", [1.0, 0.7, 0.2, 0.001])
+def test_small_batches_equal_reference(rng, metric, quant, n, d, b, k, frac):
+    """Every selectivity on both sides of the by-rows switch, through Index.search (auto).
+    Tolerance 1e-4 relative and absolute: float32 sums of D <= 130 terms of N(0, 1) products against
+    float64 (as tests/linr/test_scan.py)."""
+    assert b <= small.MAX_BATCH
+    index = Index(d, metric, quant, "cpu")
+    x = (rng.standard_normal((n, d)) + 3 * (metric == "l2")).astype(np.float32)
+    allow = rng.random(n) < frac
+    allow[rng.integers(0, n)] = True
+    index.upsert(np.arange(n) * 3, x, [{"ok": bool(a)} for a in allow])
+    index.delete([0])  # a dead row the filter would allow
+    q = rng.standard_normal((b, d)).astype(np.float32)
+    mask = torch.from_numpy(allow)
+    for f in ("ok == true", None):
+        m = mask if f else torch.ones(n, dtype=torch.bool)
+        ref_s, ref_i = reference(index, q, k, metric, m)
+        full = scores_by_row(*reference(index, q, n, metric, m), n)
+        res = index.search(q, k, f)
+        assert_same_topk(res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4, full)
+
+
+@pytest.mark.parametrize("quant", ["fp32", "int8"])
+def test_equal_vectors_keep_ascending_rows(quant):
+    n = 3001  # not a multiple of any block: tail rows score like the others
+    x = np.tile(np.array([[1, 2, 3, 4, 5]], np.float32), (n, 1))
+    x[::7] *= 2
+    index = Index(5, "ip", quant, "cpu")
+    index.upsert(np.arange(n), x, [{"g": i % 3} for i in range(n)])
+    top = list(range(0, n, 7))
+    rest = [r for r in range(n) if r % 7]
+    res = index.search(np.ones(5, np.float32), 600)
+    assert res.rows[0].tolist() == (top + rest)[:600]
+    res = index.search(np.ones(5, np.float32), 60, "g == 1")  # by rows
+    assert (
+        res.rows[0].tolist()
+        == sorted([r for r in range(n) if r % 3 == 1], key=lambda r: (r % 7 != 0, r))[:60]
+    )
+
+
+@pytest.mark.parametrize("with_faiss", [True, False])
+@pytest.mark.parametrize("m", [1, 9000])  # 9000: split over threads
+def test_dot_rows(rng, with_faiss, m):
+    faiss = pytest.importorskip("faiss") if with_faiss else None
+    codes = torch.from_numpy(rng.standard_normal((12000, 33)).astype(np.float32))
+    q = torch.from_numpy(rng.standard_normal((2, 33)).astype(np.float32))
+    rows = torch.from_numpy(np.sort(rng.choice(12000, m, replace=False)))
+    got = small.dot_rows(codes, q, rows, faiss).double()
+    want = q.double() @ codes[rows].double().T
+    # float32 sums of 33 products of N(0, 1): |err| <= 33 * 2^-24 * sum|q_i x_i| < 1e-4.
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("d", [1, 7, 128, 385])
+def test_int8_candidates_hold_the_exact_top(rng, metric, d):
+    """Every row of the float64 top-k over the decoded vectors is a candidate; on spiky
+    queries too (one large component makes the int8 rounding of the query coarse), a zero
+    query, and a mask. Equal scores at the k-th place: all of them are kept."""
+    from linr.quantization import dequantize_int8, quantize_int8
+
+    if not int8.supported(d):
+        assert d == 1  # torch 2.13's _int_mm is wrong at d = 1; the index then scans as fp32
+        return
+    n, k = 3000, 10
+    x = torch.from_numpy(rng.standard_normal((n, d)).astype(np.float32))
+    codes, scales = quantize_int8(x)
+    dec = dequantize_int8(codes, scales).double().numpy()
+    q = torch.from_numpy(rng.standard_normal((4, d)).astype(np.float32))
+    q[1, 0] = 1e3
+    q[2] = 0.0
+    allowed = rng.random(n) < 0.5
+    quant = int8.quantize_queries(q)
+    prod = int8.products(quant[0], codes)
+    exact = q.double().numpy() @ dec.T
+    l2 = None
+    if metric == "l2":
+        sqn = (dec**2).sum(1).astype(np.float32)
+        const = (q.double().numpy() ** 2).sum(1)
+        l2 = (sqn, const)
+        exact = 2 * exact - sqn[None, :] - const[:, None]
+    for mask in (None, allowed):
+        every = set(int8.candidates(prod, quant, scales.numpy(), k, mask, l2).tolist())
+        for b in range(4):
+            one = tuple(a[b : b + 1] for a in quant)
+            l2_b = None if l2 is None else (l2[0], l2[1][b : b + 1])
+            cols = set(
+                int8.candidates(prod[b : b + 1], one, scales.numpy(), k, mask, l2_b).tolist()
+            )
+            e = exact[b] if mask is None else np.where(mask, exact[b], -np.inf)
+            kth = np.sort(e)[-k]
+            assert set(np.flatnonzero(e >= kth).tolist()) <= cols <= every, b
+            assert b == 2 or len(cols) < n / 2  # a zero query ties every row
