@@ -8,7 +8,7 @@ are selected with `torch.topk` (a radix select on CUDA) or sorted. The packing i
 the score is recovered bit for bit.
 
 Positions must lie in [0, 2**32 - 1); padding entries have score -inf (position ignored).
-Scores of real entries must be finite: -inf means "no entry".
+Scores of real entries must not be -inf, which means "no entry"; NaN sorts above +inf.
 """
 
 from __future__ import annotations
@@ -16,13 +16,18 @@ from __future__ import annotations
 import torch
 
 _LOW32 = 0xFFFFFFFF
+_POSITIVE_NAN = 0x7FC00000
 
 
 def pack_keys(scores: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """int64 keys ordered like (score desc, pos asc): a larger key is a better entry.
     scores: float32, pos: integer (any shape, same shape)."""
     # -0.0 and +0.0 must be one score (else a tie would be decided by the sign bit).
-    bits = (scores.to(torch.float32) + 0.0).view(torch.int32)
+    s = scores.to(torch.float32) + 0.0
+    bits = s.view(torch.int32)
+    # NaN (an overflow, inf - inf) takes one positive bit pattern: above +inf, where
+    # torch.topk puts it too, so a block's top-k and the merge of blocks agree.
+    bits = torch.where(s.isnan(), _POSITIVE_NAN, bits)
     # Flip the magnitude bits of negatives so that signed-int order is float order.
     ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
     low = _LOW32 - pos.to(torch.int64).clamp(0, _LOW32 - 1)
