@@ -37,6 +37,7 @@ from linr.ops.occupancy import SM90, programs_per_sm
 GENERATORS = (
     "linr.ops.scan_variants:aot_variants",
     "linr.ops.rescore:aot_variants",
+    "linr.ops.hamming:aot_variant_specs",
 )
 
 TARGET = ("cuda", 90, 32)  # H100 / H200

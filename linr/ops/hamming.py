@@ -18,19 +18,26 @@ then comes from linr.ops.topk_search's refine and lane-group check, with scores 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
+import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from linr.ops._jit import LazyKernel, interpreting
+from linr.ops import interpreting
 from linr.ops.topk_search import _select, make_plan
+
+if TYPE_CHECKING:
+    from linr.ops.aot import Variant
 
 _EPS = 2.0**-20  # bound's relative widening (see the module docstring)
 _LUT = [bin(i).count("1") for i in range(256)]
 
 
+@triton.jit
 def _hamming_topk_kernel(
     q_ptr,  # int32 [B, W] query code words
     qa_ptr,  # fp32 [B] the query's factor a_q
@@ -153,9 +160,6 @@ def _hamming_topk_kernel(
         tl.store(out_p_ptr + out + 3 * BLOCK_N, p3, mask=st)
 
 
-_kernel = LazyKernel(_hamming_topk_kernel)
-
-
 def estimate_pairs(
     q_codes: torch.Tensor,
     codes: torch.Tensor,
@@ -258,7 +262,7 @@ def hamming_partial(
     out_v = torch.empty((b, width), dtype=torch.float32, device=q_words.device)
     out_p = torch.empty((b, width), dtype=torch.int32, device=q_words.device)
     dummy = a_q
-    _kernel[(-(-b // plan.block_b), plan.n_splits)](
+    _hamming_topk_kernel[(-(-b // plan.block_b), plan.n_splits)](
         q_words,
         a_q.contiguous(),
         c_words,
@@ -333,3 +337,32 @@ def aot_variants() -> list[dict[str, object]]:
                         }
                     )
     return out
+
+
+def aot_variant_specs() -> Iterator[Variant]:
+    """aot_variants() as the compile harness's Variants (linr/ops/aot.py, docs/gpu.md)."""
+    from linr.ops.aot import Variant
+
+    for spec in aot_variants():
+        sig: dict[str, str] = spec["signature"]  # type: ignore[assignment]
+        consts: dict[str, Any] = spec["constexprs"]  # type: ignore[assignment]
+        filt = "mask" if consts["HAS_MASK"] else "rows" if consts["HAS_ROWS"] else "none"
+        yield Variant(
+            kernel="hamming",
+            fn=str(spec["fn"]),
+            signature=tuple(sig.items()),
+            constexprs=tuple(consts.items()),
+            aligned=tuple(n for n, t in sig.items() if t.startswith("*")),
+            # Reported, not gated on spills: at 256 bits and more the per-lane top-k of this
+            # kernel spills (36 bytes at 256 bits, 3.5 KB at 1536 with a row list; see
+            # docs/gpu.md). Compile errors and shared memory are still checked.
+            default=False,
+            num_warps=int(spec["num_warps"]),  # type: ignore[call-overload]
+            num_stages=int(spec["num_stages"]),  # type: ignore[call-overload]
+            labels=(
+                ("bits", 32 * consts["W"]),
+                ("metric", "l2" if consts["L2"] else "ip"),
+                ("filter", filt),
+                ("BLOCK_B", consts["BLOCK_B"]),
+            ),
+        )
