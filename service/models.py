@@ -107,6 +107,14 @@ class _AfterFields(BaseModel):
     )
     wait_ms: WaitMs = Field(default=1000, description="Longest wait for `after`, in ms.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_after(cls, data: Any) -> Any:
+        # As the schema says: left out, not null.
+        if isinstance(data, dict) and "after" in data and data["after"] is None:
+            raise ValueError("'after' is null; leave it out instead")
+        return data
+
 
 class SearchRequest(_Body, _AfterFields):
     # Exactly one of vector / vectors; `aggregate` only with `vectors`. Said in the schema
@@ -151,7 +159,7 @@ class SearchRequest(_Body, _AfterFields):
     def _no_nulls(cls, data: Any) -> Any:
         # As the schema says: these are left out, not null.
         if isinstance(data, dict):
-            for key in ("vector", "vectors", "aggregate"):
+            for key in ("vector", "vectors", "aggregate", "oversample"):
                 if key in data and data[key] is None:
                     raise ValueError(f"'{key}' is null; leave it out instead")
         return data

@@ -23,6 +23,7 @@ def _use_gpu() -> bool:
 _KERNEL_TESTS = [
     "test_ops_bench_smoke.py",
     "test_ops_fused_scan.py",
+    "test_ops_hamming.py",
     "test_ops_index.py",
     "test_ops_rescore.py",
     "test_ops_scan_topk.py",
