@@ -136,7 +136,12 @@ def tokenize(text: str) -> list[Token]:
 
 def _number(raw: str, pos: int) -> int | float:
     if not any(c in raw for c in ".eE"):
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:  # over Python's int-string limit (4,300 digits)
+            raise FilterError(
+                f"number at position {pos} has {len(raw)} digits: out of range"
+            ) from None
     x = float(raw)
     if not math.isfinite(x):
         raise FilterError(f"number {raw} at position {pos} is out of range")
