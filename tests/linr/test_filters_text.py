@@ -241,3 +241,9 @@ def test_two_bound_range_reads_back_as_and() -> None:
     text = filter_to_text(Range("ts", gte=1, lt=5))
     assert text == "(ts >= 1 and ts < 5)"
     assert parse_filter(text) == And((Range("ts", gte=1), Range("ts", lt=5)))
+
+
+def test_an_integer_past_the_int_string_limit_is_a_filter_error() -> None:
+    """int() refuses more than 4,300 digits with a plain ValueError (a 500 over HTTP)."""
+    with pytest.raises(FilterError, match="position 5 has 8191 digits"):
+        parse_filter("x == " + "0" * 8191)
