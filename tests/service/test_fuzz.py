@@ -5,6 +5,7 @@ Every 4xx must carry the error body of docs/service.md."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,19 @@ def _narrow(node: Any) -> Any:
         return node
     if node.get("type") == "array" and node.get("items", {}).get("type") == "number":
         return {**node, "minItems": 1, "maxItems": 1}
+    props = node.get("properties")
+    # after / wait_ms need a Kafka topic and oversample a 1bit index, neither of which this
+    # server has (with them, schemathesis warned that most generated searches were refused).
+    if isinstance(props, dict) and "after" in props:
+        rest = {k: v for k, v in node.items() if k != "properties"}
+        return {
+            **_narrow(rest),
+            "properties": {
+                k: _narrow(v)
+                for k, v in props.items()
+                if k not in ("after", "wait_ms", "oversample")
+            },
+        }
     if node.get("title") == "Queries":  # few enough to stay under the cost limits
         return {**node, "maxItems": 4, "items": _narrow(node["items"])}
     if node.get("title") == "Filter":
@@ -153,4 +167,9 @@ def test_schemathesis_cli_all_checks_find_nothing(tmp_path: Path, key: str | Non
         ]
     for r in runs:
         assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
-        assert "No issues found" in r.stdout, r.stdout[-3000:]
+        cases = re.search(r"Test cases:\s*\n\s*(.*)", r.stdout)
+        assert cases is not None and "failed" not in cases.group(1), r.stdout[-3000:]
+    # Over the served spec, schemathesis may warn that most generated searches are refused:
+    # they name unknown filter fields or ask for `after` from a server without Kafka, as the
+    # docstring says. Over the narrowed spec nothing may be refused or reported.
+    assert "No issues found" in runs[1].stdout, runs[1].stdout[-3000:]
