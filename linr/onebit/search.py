@@ -104,7 +104,10 @@ class OneBitScanner:
         elif backend in ("torch", "cpu"):
             est, r = hamming_topk_cpu(q_codes, codes, norms, a_q, c, l2, mask, rows)
         else:
-            raise ValueError(f"unknown backend {backend!r} for quantization 1bit")
+            raise InvalidInput(
+                f"backend {str(getattr(backend, 'value', backend))!r} does not apply to "
+                "quantization 1bit (auto, torch or triton)"
+            )
         return est, r, const
 
     def _auto_backend(self) -> str:
