@@ -215,15 +215,6 @@ def _check(index: linr.Index, body: dict[str, Any], got: dict[str, Any]) -> None
     )
 
 
-def _service_reads_after() -> bool:
-    from service.models import SearchRequest
-
-    return "after" in SearchRequest.model_fields
-
-
-@pytest.mark.skipif(
-    not _service_reads_after(), reason="this linr serve has no `after` on /v1/search yet"
-)
 def test_read_your_writes(cluster: Cluster) -> None:
     rng = np.random.default_rng(3)
     with httpx.Client(base_url=cluster.url, timeout=10) as c:
