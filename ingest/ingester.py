@@ -40,6 +40,7 @@ from ingest import snapshots
 from ingest.apply import apply
 from ingest.dlq import DeadLetters
 from ingest.freshness import Window
+from ingest.gc_pause import gc_paused
 from ingest.group_commit import GroupCommitter
 from ingest.log_identity import LogIdentity, cached_topic_id, read_identity, reset_reason
 from ingest.messages import decode
@@ -346,16 +347,19 @@ class Ingester:
         idle = self._last_poll_empty
         if idle and time.monotonic() - self._last_log_check >= _LOG_CHECK_S:
             self._check_log(consumer, self._tps)
-        records = self._poll(consumer)
-        self._last_poll_empty = not records
-        if records:
-            self._apply(records)
+        records = self._poll(consumer)  # not paused: an idle poll waits here
+        got = bool(records)
+        self._last_poll_empty = not got
+        if got:
+            with gc_paused():  # ingest/gc_pause.py: a batch's objects live until applied
+                self._apply(records)
+                del records  # garbage before the collector resumes
         for tp in self._tps:
             hw = consumer.highwater(tp)
             if hw is not None:
                 self._highwater[tp.partition] = hw
                 self._targets.setdefault(tp.partition, hw)
-            pos = consumer.position(tp, timeout_ms=1000) if not records else None
+            pos = consumer.position(tp, timeout_ms=1000) if not got else None
             if pos is not None:
                 # Where nothing was returned, the position is still what we have applied
                 # (it moves without records past compacted-away offsets or after a reset).

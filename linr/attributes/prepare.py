@@ -142,6 +142,10 @@ def _finish(name: str, col: Column) -> None:
     """Per-column checks: list elements, int64 range, finiteness, exact int -> float."""
     if col.kind == "keyword":
         vals = col.values
+        if all(type(v) is str for v in vals):  # the common case: one string each
+            col.values = [(v,) for v in vals]
+            col.is_list = [False] * len(vals)
+            return
         for j, v in enumerate(vals):
             if type(v) is str:
                 vals[j] = (v,)
