@@ -23,21 +23,23 @@ _AFTER_POLL_S = 0.002
 
 
 class KafkaWriter:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, client_id: str = "linr-serve-writes") -> None:
         from kafka import KafkaProducer
 
         self.topic = topic
         self.producer = KafkaProducer(
             bootstrap_servers=bootstrap.split(","),
-            client_id="linr-serve-writes",
+            client_id=client_id,
             acks="all",
             linger_ms=1,
             max_block_ms=int(_PRODUCE_TIMEOUT_S * 1000),
         )
 
-    async def send(self, key: bytes, value: bytes | None) -> tuple[int, int]:
-        """Produce one record (the default partitioner picks the partition from the key);
-        (partition, offset) once the broker acknowledged it."""
+    async def send(
+        self, key: bytes, value: bytes | None, partition: int | None = None
+    ) -> tuple[int, int]:
+        """Produce one record on `partition` (None: the default partitioner picks it from
+        the key); (partition, offset) once the broker acknowledged it, else 503."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Any] = loop.create_future()
 
@@ -47,7 +49,8 @@ class KafkaWriter:
 
         # send() may block on metadata (the first send, a new partition leader): a thread.
         fut = await loop.run_in_executor(
-            None, lambda: self.producer.send(self.topic, key=key, value=value)
+            None,
+            lambda: self.producer.send(self.topic, key=key, value=value, partition=partition),
         )
         fut.add_callback(lambda md: loop.call_soon_threadsafe(settle, True, md))
         fut.add_errback(lambda e: loop.call_soon_threadsafe(settle, False, e))

@@ -79,17 +79,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from linr.cli.serve import run_app
     from service.router import create_router_app
 
     settings = settings_from_args(args)
-    uvicorn.run(
-        create_router_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        lifespan="on",
-    )
-    return 0
+    return run_app(create_router_app(settings), settings)

@@ -93,12 +93,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def run(args: argparse.Namespace) -> int:
-    from service.app import create_app
-
-    settings = settings_from_args(args)
+def run_app(app: Any, settings: Any) -> int:
+    """Serve `app` with uvicorn on the settings' host and port, logging as they say (the
+    service and the router)."""
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -106,3 +105,10 @@ def run(args: argparse.Namespace) -> int:
         lifespan="on",
     )
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from service.app import create_app
+
+    settings = settings_from_args(args)
+    return run_app(create_app(settings), settings)

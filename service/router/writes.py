@@ -6,12 +6,9 @@ agrees where an id lives, and reads can go to the shard that holds that partitio
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from ingest.messages import id_text
-
-# A write is answered once the broker has it (acks=all); this bounds the wait.
-_PRODUCE_TIMEOUT_S = 10.0
+from service.writes import KafkaWriter as _Writer
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -22,18 +19,12 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-class KafkaWriter:
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        from kafka import KafkaProducer
+class KafkaWriter(_Writer):
+    """The service's writer (service/writes.py), with the partition chosen here, so that
+    reads can be sent to the shard that reads it."""
 
-        self.topic = topic
-        self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap.split(","),
-            client_id="linr-router",
-            acks="all",
-            linger_ms=1,
-            max_block_ms=int(_PRODUCE_TIMEOUT_S * 1000),
-        )
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(bootstrap, topic, client_id="linr-router")
         self._partitions: int | None = None
 
     def partitions(self) -> int:
@@ -48,24 +39,13 @@ class KafkaWriter:
     def partition_for(self, item_id: int | str) -> int:
         return partition_of(id_text(item_id), self.partitions())
 
-    async def send(self, key: bytes, value: bytes | None) -> tuple[int, int]:
+    async def send(
+        self, key: bytes, value: bytes | None, partition: int | None = None
+    ) -> tuple[int, int]:
         """Produce one record on its key's partition; (partition, offset) once acknowledged."""
-        loop = asyncio.get_running_loop()
-        n = self._partitions
-        if n is None:
-            n = await loop.run_in_executor(None, self.partitions)
-        partition = partition_of(key, n)
-        done: asyncio.Future[Any] = loop.create_future()
-
-        def settle(ok: bool, x: Any) -> None:
-            if not done.done():
-                done.set_result(x) if ok else done.set_exception(x)
-
-        fut = self.producer.send(self.topic, key=key, value=value, partition=partition)
-        fut.add_callback(lambda md: loop.call_soon_threadsafe(settle, True, md))
-        fut.add_errback(lambda e: loop.call_soon_threadsafe(settle, False, e))
-        md = await asyncio.wait_for(done, _PRODUCE_TIMEOUT_S)
-        return int(md.partition), int(md.offset)
-
-    def close(self) -> None:
-        self.producer.close(timeout=5)
+        if partition is None:
+            n = self._partitions
+            if n is None:
+                n = await asyncio.get_running_loop().run_in_executor(None, self.partitions)
+            partition = partition_of(key, n)
+        return await super().send(key, value, partition)
