@@ -144,16 +144,26 @@ def kernel_shape(
         block_b = 32
     block_n = _BLOCK_N
     code_bytes = codes_dtype.itemsize
-    smem = 2 * block_n * dim * code_bytes + block_b * dim * _QUERY_BYTES[mode]
+    query_tile = block_b * dim * _QUERY_BYTES[mode]
+    smem = 2 * block_n * dim * code_bytes + query_tile
+    norms = batch > block_b
+    # 8 warps for a 64-row block, and for a query tile over _QUERY_TILE_BYTES (fp32, D > 256
+    # at BLOCK_B = 32) when several query blocks share the codes (norms precomputed): at 4
+    # warps ptxas held fp32, B = 1024, D = 384, row list, scales at 168 registers with 8
+    # bytes of spills (Triton 3.6); at 8 warps it takes 100-104 and none (3.6 and 3.9), and
+    # the 144 KiB of shared memory allow one program per SM either way. With one query
+    # block (B <= 32, norms computed in the kernel) 8 warps made ptxas spill 8-24 bytes at
+    # 128 registers, 4 warps none: there it stays 4 (docs/gpu.md).
+    wide = block_b * block_n >= 4096 or (norms and query_tile > _QUERY_TILE_BYTES)
     return KernelShape(
         mode=mode,
         kt=kt,
         block_b=block_b,
         block_n=block_n,
         block_d=_block_d(dim, mode),
-        num_warps=8 if block_b * block_n >= 4096 else 4,
+        num_warps=8 if wide else 4,
         num_stages=3 if smem <= _SMEM_BUDGET else 2,
-        norms=batch > block_b,
+        norms=norms,
     )
 
 
@@ -169,11 +179,15 @@ def make_plan(
     kt: int = _KT,
     n_splits: int | None = None,
     programs_per_sm: int | None = None,
+    shape: KernelShape | None = None,
 ) -> ScanPlan:
     """The plan of one search. `programs_per_sm`: how many programs of the compiled kernel
-    one SM holds (plan_search reads it off the compiled kernel); 1 when not given."""
+    one SM holds (plan_search reads it off the compiled kernel); 1 when not given. `shape`:
+    another kernel's compile-time choices (the 1-bit scan's, linr.ops.hamming.kernel_shape)
+    instead of the fused scan's kernel_shape."""
     batch, n_pos = max(batch, 1), max(n_pos, 1)
-    shape = kernel_shape(batch, dim, codes_dtype, mode=mode, kt=kt)
+    if shape is None:
+        shape = kernel_shape(batch, dim, codes_dtype, mode=mode, kt=kt)
     n_tiles = max(1, _cdiv(n_pos, shape.block_n))
     if n_splits is None:
         # Enough lane groups for k (step 3's flagged fraction), and one full wave of
