@@ -9,6 +9,13 @@ the squared norm for l2), drops rows the packed attribute mask rejects, and inse
 value into the running top-KT of its lane. Rows arrive ascending per lane and insertion is
 strict, so equal values keep the lower row.
 
+The word loop is a loop at run time, not unrolled: unrolled (static_range), the query
+words of the block are loop-invariant loads that Triton hoists out of the tile loop, so all
+W of them stay in registers, and ptxas spilled from 256 bits on (up to 3.5 KB at 1536).
+kernel_shape gives each thread 8 of the BLOCK_B x BLOCK_N estimates (num_warps = BLOCK_B *
+BLOCK_N / 256; at 16 a thread ptxas took 223 registers). The launch and `make gpu-compile`
+both take the shape from kernel_shape (docs/gpu.md).
+
 The kernel writes the estimate plus 2**-20 of its magnitude: an upper bound of the float32
 estimate that topk_search._select rescores, whatever the compiler contracts into FMAs
 (each contraction moves the value by at most a rounding, 2**-24 relative). The exact top-c
@@ -28,7 +35,7 @@ import triton.language as tl
 from triton.language.extra import libdevice
 
 from linr.ops import interpreting
-from linr.ops.topk_search import _select, make_plan
+from linr.ops.topk_search import _KT, KernelShape, _select, make_plan
 
 if TYPE_CHECKING:
     from linr.ops.aot import Variant
@@ -93,7 +100,7 @@ def _hamming_topk_kernel(
             ok = ok & (((word >> (row & 31).to(tl.int32)) & 1) != 0)
         c_rows = codes_ptr + row * stride_c
         diff = tl.full([BLOCK_B, BLOCK_N], 0, tl.int32)
-        for w in tl.static_range(W):
+        for w in range(W):  # not static_range: see the module docstring
             cw = tl.load(c_rows + w, mask=ok, other=0)
             qw = tl.load(q_rows + w, mask=b_ok, other=0)
             x = qw[:, None] ^ cw[None, :]
@@ -158,6 +165,32 @@ def _hamming_topk_kernel(
     if KT > 3:
         tl.store(out_v_ptr + out + 3 * BLOCK_N, v3, mask=st)
         tl.store(out_p_ptr + out + 3 * BLOCK_N, p3, mask=st)
+
+
+_BLOCK_N = 64  # positions per tile = lanes per program
+_PER_THREAD = 8  # estimates of the [BLOCK_B, BLOCK_N] block per thread (num_warps)
+_NO_DOT = -1  # KernelShape.mode: this kernel has no dot
+
+
+def kernel_shape(batch: int) -> KernelShape:
+    """The 1-bit scan's compile-time choices for a batch of `batch` queries, as the launch
+    (hamming_topk) and the ahead-of-time compile (aot_variants) take them: BLOCK_B 16 / 32
+    / 64 by batch, BLOCK_N 64, KT 2, num_warps so that a thread holds _PER_THREAD estimates
+    (4 / 8 / 16 warps), num_stages 3 (Triton's default, which the launch used before it
+    passed one; the loads are not staged in shared memory). On sm_90 (Triton 3.6 and 3.9)
+    every variant compiles to at most 128 registers and no spills (docs/gpu.md)."""
+    batch = max(batch, 1)
+    block_b = 16 if batch <= 16 else 32 if batch <= 32 else 64
+    return KernelShape(
+        mode=_NO_DOT,
+        kt=_KT,
+        block_b=block_b,
+        block_n=_BLOCK_N,
+        block_d=0,
+        num_warps=max(4, block_b * _BLOCK_N // (32 * _PER_THREAD)),
+        num_stages=3,
+        norms=False,
+    )
 
 
 def estimate_pairs(
@@ -228,7 +261,7 @@ def hamming_topk(
     n_pos = rows.shape[0] if rows is not None else n
     if b == 0 or n_pos == 0:
         return out_s, out_r
-    plan = make_plan(b, n_pos, w8, c, torch.uint8, dev)
+    plan = make_plan(b, n_pos, w8, c, torch.uint8, dev, shape=kernel_shape(b))
     q_words = q_codes.contiguous().view(torch.int32)
     c_words = codes.contiguous().view(torch.int32)
     stats: dict[str, int] = {"refine_rounds": 0, "rescored": 0, "flagged_groups": 0}
@@ -287,13 +320,23 @@ def hamming_partial(
         BLOCK_B=plan.block_b,
         BLOCK_N=plan.block_n,
         num_warps=plan.num_warps,
+        num_stages=plan.num_stages,
     )
     return out_v, out_p
 
 
+# Bit counts compiled by `make gpu-compile` (any multiple of 64 runs; the default is the
+# dimension rounded up to 64: these cover D = 64 .. 1536), and batches, one per BLOCK_B (a
+# batch of 1 is its own specialization: Triton makes an integer argument equal to 1 a
+# constant).
+AOT_WORDS = (2, 4, 8, 12, 16, 24, 32, 48)
+AOT_BATCHES = (1, 16, 32, 1024)
+
+
 def aot_variants() -> list[dict[str, object]]:
-    """The specializations make_plan can launch on a GPU (POPC on), for an ahead-of-time
-    compile: signature of the runtime arguments and the constexprs of each variant."""
+    """The specializations hamming_topk launches on a GPU (POPC on), for an ahead-of-time
+    compile: signature of the runtime arguments, the constexprs, the launch options and the
+    batch of each variant. All are default paths: no test forces another shape."""
     sig = {
         "q_ptr": "*i32",
         "qa_ptr": "*fp32",
@@ -312,28 +355,37 @@ def aot_variants() -> list[dict[str, object]]:
         "stride_out": "i32",
     }
     out: list[dict[str, object]] = []
-    for words in (2, 4, 8, 12, 16, 24, 48):  # 64 .. 1536 bits
+    for words in AOT_WORDS:
         for l2 in (False, True):
             for mask, rows_ in ((False, False), (True, False), (False, True)):
-                for block_b in (16, 32, 64):
-                    warps = 8 if block_b * 64 >= 4096 else 4
+                for batch in AOT_BATCHES:
+                    shape = kernel_shape(batch)
+                    consts: dict[str, object] = {"B": 1} if batch == 1 else {}
+                    consts.update(
+                        W=words,
+                        L2=l2,
+                        HAS_MASK=mask,
+                        HAS_ROWS=rows_,
+                        POPC=True,
+                        KT=shape.kt,
+                        BLOCK_B=shape.block_b,
+                        BLOCK_N=shape.block_n,
+                    )
+                    # Pointers are 16-byte aligned; stride_out (n_splits * KT * 64) is a
+                    # multiple of 16, the code strides (W words) when W is.
+                    aligned = [n for n, t in sig.items() if t.startswith("*")] + ["stride_out"]
+                    if words % 16 == 0:
+                        aligned += ["stride_q", "stride_c"]
                     out.append(
                         {
                             "kernel": "hamming",
                             "fn": "linr.ops.hamming:_hamming_topk_kernel",
                             "signature": dict(sig),
-                            "constexprs": {
-                                "W": words,
-                                "L2": l2,
-                                "HAS_MASK": mask,
-                                "HAS_ROWS": rows_,
-                                "POPC": True,
-                                "KT": 2,
-                                "BLOCK_B": block_b,
-                                "BLOCK_N": 64,
-                            },
-                            "num_warps": warps,
-                            "num_stages": 3,
+                            "constexprs": consts,
+                            "aligned": aligned,
+                            "batch": batch,
+                            "num_warps": shape.num_warps,
+                            "num_stages": shape.num_stages,
                         }
                     )
     return out
@@ -352,17 +404,15 @@ def aot_variant_specs() -> Iterator[Variant]:
             fn=str(spec["fn"]),
             signature=tuple(sig.items()),
             constexprs=tuple(consts.items()),
-            aligned=tuple(n for n, t in sig.items() if t.startswith("*")),
-            # Reported, not gated on spills: at 256 bits and more the per-lane top-k of this
-            # kernel spills (36 bytes at 256 bits, 3.5 KB at 1536 with a row list; see
-            # docs/gpu.md). Compile errors and shared memory are still checked.
-            default=False,
+            aligned=tuple(spec["aligned"]),  # type: ignore[arg-type]
+            default=True,  # what hamming_topk launches; gated on spills like any default
             num_warps=int(spec["num_warps"]),  # type: ignore[call-overload]
             num_stages=int(spec["num_stages"]),  # type: ignore[call-overload]
             labels=(
                 ("bits", 32 * consts["W"]),
                 ("metric", "l2" if consts["L2"] else "ip"),
                 ("filter", filt),
+                ("B", spec["batch"]),
                 ("BLOCK_B", consts["BLOCK_B"]),
             ),
         )

@@ -48,6 +48,51 @@ def test_kernel_shape_fits_registers_and_shared_memory():
     assert kernel_shape(32, 384, torch.float32).num_stages == 2  # 3 stages: 240 KiB
     assert kernel_shape(130, 130, torch.float16).block_d == 32  # pads 130 to 160, not 256
     assert kernel_shape(1, 384, torch.float32).block_d == 64
+    # fp32, D = 384, BLOCK_B = 32: 8 warps past one query block (4 spilled 8 bytes, 3.6);
+    # 4 within one (8 spilled there)
+    assert kernel_shape(1024, 384, torch.float32).num_warps == 8
+    assert kernel_shape(32, 384, torch.float32).num_warps == 4
+    assert kernel_shape(1024, 256, torch.float32).num_warps == 4
+
+
+def test_hamming_shape_and_variants():
+    """The 1-bit scan's launch shape is what make gpu-compile compiles, as default paths."""
+    from linr.ops import hamming
+
+    shapes = [hamming.kernel_shape(b) for b in (1, 16, 17, 32, 33, 1024)]
+    assert [(s.block_b, s.num_warps) for s in shapes] == [
+        (16, 4),
+        (16, 4),
+        (32, 8),
+        (32, 8),
+        (64, 16),
+        (64, 16),
+    ]
+    assert all(s.block_b * s.block_n == 8 * 32 * s.num_warps for s in shapes)
+    plan = make_plan(1, 10**6, 16, 10, torch.uint8, torch.device("cpu"), shape=shapes[0])
+    assert (plan.block_b, plan.num_warps, plan.num_stages) == (16, 4, 3)
+    vs = list(aot.variants("hamming"))
+    assert all(v.default for v in vs)
+    for v in vs:
+        lab, consts = dict(v.labels), dict(v.constexprs)
+        s = hamming.kernel_shape(int(lab["B"]))
+        assert (consts["BLOCK_B"], consts["BLOCK_N"], consts["KT"]) == (
+            s.block_b,
+            s.block_n,
+            s.kt,
+        )
+        assert (v.num_warps, v.num_stages) == (s.num_warps, s.num_stages)
+        assert consts.get("B") == (1 if lab["B"] == 1 else None)
+    assert {dict(v.labels)["B"] for v in vs} == {1, 16, 32, 1024}
+
+
+def test_default_paths_may_not_spill():
+    v = next(iter(aot.variants("rescore")))
+    assert aot.Result(v, regs=168, spill=8, shared=1024).problems() == [
+        "spills 8 bytes in a default path"
+    ]
+    forced = dataclasses.replace(v, default=False)
+    assert aot.Result(forced, regs=168, spill=8, shared=1024).problems() == []
 
 
 def test_variants_cover_the_grid():
