@@ -25,7 +25,14 @@ def random_codes(rng, n, bits, n_distinct=None):
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 @pytest.mark.parametrize(
     "n,bits,c,ties",
-    [(1, 64, 1, False), (5, 64, 10, False), (3001, 128, 37, False), (2500, 192, 200, True)],
+    [
+        (1, 64, 1, False),
+        (5, 64, 10, False),
+        (3001, 128, 37, False),
+        (2500, 192, 200, True),
+        # Several chunks (2,048, 2,048, 4,096, ...): later ones skipped by their norm bound.
+        (20_011, 128, 5, False),
+    ],
 )
 @pytest.mark.parametrize("filtering", ["none", "mask", "gather", "empty"])
 def test_hamming_topk_equals_brute_force(rng, metric, n, bits, c, ties, filtering):
