@@ -11,8 +11,10 @@ one line: registers, spill bytes (ptxas's report), shared memory, resident progr
 (linr/ops/occupancy.py, the planner's formula) and the tensor-core instructions in its PTX.
 The exit status is 1 when a variant fails to compile, needs more shared memory than one
 program may have, lacks the tensor-core instruction its mode is for, or spills at all (any
-spill store) in a default path (forced variants, which only tests select, may spill).
-See docs/gpu.md.
+spill store) in a default path (forced variants, which only tests select, may spill). A
+variant may carry the shapes its planner falls back to when ptxas spills in it (the fused
+scan's topk_search.shape_candidates): they are compiled in order until one does not spill,
+as the planner does on a GPU, and the gate applies to the one that runs. See docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Variant:
     options: launch options beyond num_warps / num_stages that the launcher passes.
     tensor_core: the operand type whose mma/wgmma the PTX must hold ("s8", "f16", "tf32"),
     or None. default: a path the planner takes by itself (not only when a test forces it).
+    fallbacks: what the planner launches instead, in order, while the one before spills.
+    note: shown at the end of the report line (how a fallback differs).
     """
 
     kernel: str
@@ -74,6 +78,8 @@ class Variant:
     tensor_core: str | None = None
     default: bool = True
     options: tuple[tuple[str, object], ...] = ()  # more compile options, e.g. maxnreg
+    fallbacks: tuple[Variant, ...] = ()
+    note: str = ""
 
 
 @dataclass
@@ -85,6 +91,7 @@ class Result:
     shared: int = 0  # bytes of shared memory per program
     tc: list[str] = field(default_factory=list)  # tensor-core instruction kinds in the PTX
     cpu_s: float = 0.0  # CPU seconds, ptxas included
+    replaced: bool = False  # it spills, and the planner runs the next shape of its chain
 
     @property
     def occupancy(self) -> int:
@@ -98,7 +105,7 @@ class Result:
         out = []
         if self.shared > SM90.shared_per_program:
             out.append(f"shared memory {self.shared} > {SM90.shared_per_program}")
-        if v.default and self.spill > SPILL_LIMIT_BYTES:
+        if v.default and self.spill > SPILL_LIMIT_BYTES and not self.replaced:
             out.append(f"spills {self.spill} bytes in a default path")
         if v.tensor_core is not None and not any(t.endswith("." + v.tensor_core) for t in self.tc):
             out.append(f"no {v.tensor_core} tensor-core instruction")
@@ -110,7 +117,9 @@ class Result:
         head = f"{v.kernel:<11} {head} warps={v.num_warps} stages={v.num_stages}"
         if self.error is not None:
             return f"{head}: error: {self.error}"
-        tags = [] if v.default else ["forced"]
+        tags = ([] if v.default else ["forced"]) + ([v.note] if v.note else [])
+        if self.replaced:
+            tags.append("spills: the planner runs the next shape")
         bad = self.problems()
         status = "FAIL " + "; ".join(bad) if bad else "ok"
         tc = ",".join(self.tc) or "none"
@@ -178,6 +187,19 @@ def compile_variant(v: Variant) -> Result:
     )
 
 
+def compile_chain(v: Variant) -> list[Result]:
+    """Compile v and, where it is a default path that spills, its fallbacks in order until
+    one does not (what the planner launches on a GPU); every result, in that order."""
+    out = [compile_variant(v)]
+    for f in v.fallbacks if v.default else ():
+        last = out[-1]
+        if last.error is not None or last.spill <= SPILL_LIMIT_BYTES:
+            break
+        last.replaced = True
+        out.append(compile_variant(f))
+    return out
+
+
 def _compile(v: Variant):  # type: ignore[no-untyped-def]
     """triton.compile of one variant, as triton.tools.compile builds its source."""
     import triton
@@ -231,9 +253,10 @@ def run(vs: Iterable[Variant], jobs: int) -> list[Result]:
             jobs, mp_context=ctx, initializer=_init_worker, initargs=(cache,)
         ) as pool:
             results = []
-            for r in pool.map(compile_variant, vs):
-                print(r.line(), flush=True)
-                results.append(r)
+            for chain in pool.map(compile_chain, vs):
+                for r in chain:
+                    print(r.line(), flush=True)
+                    results.append(r)
             return results
     finally:
         shutil.rmtree(cache, ignore_errors=True)

@@ -278,10 +278,11 @@ def compiled_resources(
     block_d: int,
     num_warps: int,
     num_stages: int,
-) -> tuple[int, int]:
-    """(registers per thread, shared-memory bytes per program) of the kernel scan_partial
-    launches for these codes (CUDA) and features (scales, bias, mask, rows, norms given): compiles
-    it, or finds it in Triton's cache, without launching it."""
+) -> tuple[int, int, int]:
+    """(registers per thread, shared-memory bytes per program, local memory: Triton's
+    n_spills, 0 when ptxas spilled nothing) of the kernel scan_partial launches for these
+    codes (CUDA) and features (scales, bias, mask, rows, norms given): compiles it, or finds
+    it in Triton's cache, without launching it."""
     dev, dim = codes.device, codes.shape[1]
     qa = torch.empty((1, dim), dtype=_QUERY_DTYPE[mode], device=dev)
     f32 = torch.empty(1, dtype=torch.float32, device=dev)
@@ -308,7 +309,7 @@ def compiled_resources(
         grid=(1,),
     )
     compiled._init_handles()  # loads the binary: ptxas's register count comes with it
-    return int(compiled.n_regs), int(compiled.metadata.shared)
+    return int(compiled.n_regs), int(compiled.metadata.shared), int(compiled.n_spills)
 
 
 def scan_partial(

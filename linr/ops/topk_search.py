@@ -23,6 +23,7 @@ Queries are processed in chunks so the candidate buffers stay under _CAND_BUDGET
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -144,27 +145,35 @@ def kernel_shape(
         block_b = 32
     block_n = _BLOCK_N
     code_bytes = codes_dtype.itemsize
-    query_tile = block_b * dim * _QUERY_BYTES[mode]
-    smem = 2 * block_n * dim * code_bytes + query_tile
+    smem = 2 * block_n * dim * code_bytes + block_b * dim * _QUERY_BYTES[mode]
     norms = batch > block_b
-    # 8 warps for a 64-row block, and for a query tile over _QUERY_TILE_BYTES (fp32, D > 256
-    # at BLOCK_B = 32) when several query blocks share the codes (norms precomputed): at 4
-    # warps ptxas held fp32, B = 1024, D = 384, row list, scales at 168 registers with 8
-    # bytes of spills (Triton 3.6); at 8 warps it takes 100-104 and none (3.6 and 3.9), and
-    # the 144 KiB of shared memory allow one program per SM either way. With one query
-    # block (B <= 32, norms computed in the kernel) 8 warps made ptxas spill 8-24 bytes at
-    # 128 registers, 4 warps none: there it stays 4 (docs/gpu.md).
-    wide = block_b * block_n >= 4096 or (norms and query_tile > _QUERY_TILE_BYTES)
     return KernelShape(
         mode=mode,
         kt=kt,
         block_b=block_b,
         block_n=block_n,
         block_d=_block_d(dim, mode),
-        num_warps=8 if wide else 4,
+        num_warps=8 if block_b * block_n >= 4096 else 4,
         num_stages=3 if smem <= _SMEM_BUDGET else 2,
         norms=norms,
     )
+
+
+def shape_candidates(
+    batch: int, dim: int, codes_dtype: torch.dtype, *, mode: int | None = None, kt: int = _KT
+) -> list[KernelShape]:
+    """kernel_shape, then the shapes the planner falls back to, in order, while ptxas spills
+    in the one before: the other warp count (4 <-> 8), then half the D step. ptxas trades a
+    few bytes of spills for a register count it aims at in some variants, and which ones
+    changes with the Triton version (3.9: fp16, B = 1, D = 256 spilled 24 bytes at 96
+    registers, none at 8 warps; 3.6: fp32, B = 1024, D = 384 with a row list 8 bytes at
+    168). On a GPU plan_search reads the spill count off the compiled kernel and takes the
+    first shape without; `make gpu-compile` compiles the same chain (docs/gpu.md)."""
+    first = kernel_shape(batch, dim, codes_dtype, mode=mode, kt=kt)
+    out = [first, dataclasses.replace(first, num_warps=12 - first.num_warps)]
+    if first.block_d > 32:
+        out.append(dataclasses.replace(first, block_d=first.block_d // 2))
+    return out
 
 
 def make_plan(
@@ -217,8 +226,9 @@ def make_plan(
     )
 
 
-# Programs per SM of each compiled specialization, per device: read once per process.
-_RESIDENT: dict[tuple, int] = {}
+# The shape and programs per SM of each compiled specialization, per device: read once per
+# process.
+_RESIDENT: dict[tuple, tuple[KernelShape, int]] = {}
 
 
 def plan_search(
@@ -232,31 +242,42 @@ def plan_search(
     rows: torch.Tensor | None = None,
     mode: int | None = None,
 ) -> ScanPlan:
-    """make_plan for these inputs, with the occupancy of the kernel compiled for them (on a
-    CUDA device: its registers and shared memory, linr/ops/occupancy.py)."""
+    """make_plan for these inputs, with the kernel compiled for them (on a CUDA device): the
+    first of shape_candidates that ptxas compiled without spills (else the one with fewest),
+    and the programs per SM its registers and shared memory allow (linr/ops/occupancy.py)."""
     b, dim = q.shape
     n_pos = rows.shape[0] if rows is not None else codes.shape[0]
     dev = q.device
     ppsm = None
+    shape = None
     if dev.type == "cuda":
-        shape = kernel_shape(max(b, 1), dim, codes.dtype, mode=mode)
+        shapes = shape_candidates(max(b, 1), dim, codes.dtype, mode=mode)
         flags = (
             scales is not None,
             bias is not None,
             mask_words is not None,
             rows is not None,
-            shape.norms,
+            shapes[0].norms,
         )
-        key = (dev, codes.dtype, dim, codes.stride(0), b == 1, flags, shape)
+        key = (dev, codes.dtype, dim, codes.stride(0), b == 1, flags, shapes[0])
         if key not in _RESIDENT:
-            n_regs, shared = compiled_resources(
-                codes, b, flags, shape.mode, shape.kt, shape.block_b, shape.block_n,
-                shape.block_d, shape.num_warps, shape.num_stages,
-            )  # fmt: skip
-            ppsm = programs_per_sm(n_regs, shared, shape.num_warps, limits_of(dev))
-            _RESIDENT[key] = ppsm
-        ppsm = _RESIDENT[key]
-    return make_plan(b, n_pos, dim, k, codes.dtype, dev, mode=mode, programs_per_sm=ppsm)
+            best = None
+            for cand in shapes:
+                n_regs, shared, n_spills = compiled_resources(
+                    codes, b, flags, cand.mode, cand.kt, cand.block_b, cand.block_n,
+                    cand.block_d, cand.num_warps, cand.num_stages,
+                )  # fmt: skip
+                if best is None or n_spills < best[0]:
+                    best = (n_spills, cand, n_regs, shared)
+                if n_spills == 0:
+                    break
+            assert best is not None
+            _, cand, n_regs, shared = best
+            _RESIDENT[key] = (cand, programs_per_sm(n_regs, shared, cand.num_warps, limits_of(dev)))
+        shape, ppsm = _RESIDENT[key]
+    return make_plan(
+        b, n_pos, dim, k, codes.dtype, dev, mode=mode, programs_per_sm=ppsm, shape=shape
+    )
 
 
 @dataclass

@@ -14,7 +14,7 @@ pytest.importorskip("triton")
 from linr.ops import aot  # noqa: E402
 from linr.ops.fused_scan import MODE_FP16, MODE_INT8  # noqa: E402
 from linr.ops.occupancy import SM90, programs_per_sm  # noqa: E402
-from linr.ops.topk_search import kernel_shape, make_plan  # noqa: E402
+from linr.ops.topk_search import kernel_shape, make_plan, shape_candidates  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -48,11 +48,37 @@ def test_kernel_shape_fits_registers_and_shared_memory():
     assert kernel_shape(32, 384, torch.float32).num_stages == 2  # 3 stages: 240 KiB
     assert kernel_shape(130, 130, torch.float16).block_d == 32  # pads 130 to 160, not 256
     assert kernel_shape(1, 384, torch.float32).block_d == 64
-    # fp32, D = 384, BLOCK_B = 32: 8 warps past one query block (4 spilled 8 bytes, 3.6);
-    # 4 within one (8 spilled there)
-    assert kernel_shape(1024, 384, torch.float32).num_warps == 8
-    assert kernel_shape(32, 384, torch.float32).num_warps == 4
-    assert kernel_shape(1024, 256, torch.float32).num_warps == 4
+
+
+def test_shape_candidates_fall_back_in_order():
+    first, *rest = shape_candidates(1024, 384, torch.float32)
+    assert first == kernel_shape(1024, 384, torch.float32)
+    assert [(s.num_warps, s.block_d) for s in rest] == [(8, 64), (4, 32)]
+    assert [s.num_warps for s in shape_candidates(1024, 128, torch.int8)] == [8, 4, 8]
+
+
+def test_compile_chain_gates_the_shape_that_runs(monkeypatch):
+    """A default variant that spills is replaced by its first fallback without spills; the
+    gate fails only when the whole chain spills. Forced variants have no chain."""
+    v = next(iter(aot.variants("fused_scan")))
+    assert v.default and len(v.fallbacks) == 2 and v.fallbacks[0].note.startswith("fallback")
+    spills = {}
+    monkeypatch.setattr(
+        aot,
+        "compile_variant",
+        lambda x: aot.Result(x, regs=96, spill=spills[x], shared=1024, tc=["mma.tf32"]),
+    )
+    spills = {v: 4, v.fallbacks[0]: 0, v.fallbacks[1]: 0}
+    chain = aot.compile_chain(v)
+    assert [r.variant for r in chain] == [v, v.fallbacks[0]]
+    assert [r.problems() for r in chain] == [[], []] and chain[0].replaced
+    assert "the planner runs the next shape" in chain[0].line()
+    spills = {v: 4, v.fallbacks[0]: 8, v.fallbacks[1]: 12}
+    chain = aot.compile_chain(v)
+    assert [bool(r.problems()) for r in chain] == [False, False, True]
+    forced = dataclasses.replace(v, default=False)
+    spills = {forced: 4}
+    assert [r.problems() for r in aot.compile_chain(forced)] == [[]]
 
 
 def test_hamming_shape_and_variants():
