@@ -27,6 +27,7 @@ later, without disconnecting or pausing ingestion.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -347,13 +348,17 @@ class Ingester:
         idle = self._last_poll_empty
         if idle and time.monotonic() - self._last_log_check >= _LOG_CHECK_S:
             self._check_log(consumer, self._tps)
-        records = self._poll(consumer)  # not paused: an idle poll waits here
-        got = bool(records)
-        self._last_poll_empty = not got
-        if got:
-            with gc_paused():  # ingest/gc_pause.py: a batch's objects live until applied
-                self._apply(records)
-                del records  # garbage before the collector resumes
+        # ingest/gc_pause.py: a batch's objects live until it is applied. The poll is
+        # paused too while records flow (it returns at once then); after an empty poll it
+        # is not, as it may wait poll_timeout_ms for records.
+        with gc_paused() if not idle else contextlib.nullcontext():
+            records = self._poll(consumer)
+            got = bool(records)
+            self._last_poll_empty = not got
+            if got:
+                with gc_paused():
+                    self._apply(records)
+            del records  # garbage before the collector resumes
         for tp in self._tps:
             hw = consumer.highwater(tp)
             if hw is not None:
