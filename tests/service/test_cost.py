@@ -94,15 +94,10 @@ def test_a_large_answer_is_streamed_and_equals_exact_search(rng: np.random.Gener
 def test_small_searches_are_not_stuck_behind_requests_at_the_cost_limit() -> None:
     """A real uvicorn (child process), large requests back to back from a second process,
     small searches from this one. Small searches wait for a slice, not for a whole large
-    request: under load their p50 stays within 3x the idle p50 and their p99 below 1 s.
-    Before slicing and streaming: p50 3,359 ms and p99 5,096 ms against 7.0 / 18.1 ms idle
-    (benchmarks/bench_service_cost.py in BENCHMARKS.md), which fails both.
-
-    Not asserted, because it does not hold yet: p99 within 10x of the idle p99. On the quiet
-    2-core machine a few small searches still wait about 200 ms (idle p99 6 ms, loaded p99
-    187-308 ms over seven runs on 2026-12-01); slices of 3 ms, no malloc_trim and no cyclic
-    GC in the server each left that tail as it was (BENCHMARKS.md). One more try when a run
-    misses: the CI machine may be shared."""
+    request: under load their p50 stays within 3x the idle p50 and their p99 within 10x the
+    idle p99 (on the 2-core dev machine, 2026-12-01: 2.2-5.1x over five runs, BENCHMARKS.md).
+    Before slicing and streaming: p50 3,359 ms and p99 5,096 ms against 7.0 / 18.1 ms idle,
+    which fails both. One more try when a run misses: the CI machine may be shared."""
     from benchmarks import bench_service_cost  # by name: its child processes import it
 
     for attempt in range(2):
@@ -113,9 +108,9 @@ def test_small_searches_are_not_stuck_behind_requests_at_the_cost_limit() -> Non
         assert r["large_done"] >= 1 and r["large_statuses"] == [200], r
         # Freed memory went back to the OS once idle: the build before kept 126 MB more.
         assert r["rss_end_mb"] <= r["rss_start_mb"] + 50, r
-        if r["loaded_p50_ms"] < 3 * r["idle_p50_ms"] and r["loaded_p99_ms"] < 1000:
+        if r["loaded_p50_ms"] < 3 * r["idle_p50_ms"] and r["loaded_p99_ms"] < 10 * r["idle_p99_ms"]:
             return
     raise AssertionError(
         f"small searches under load: p50 {r['loaded_p50_ms']:.1f} ms (idle "
-        f"{r['idle_p50_ms']:.1f}), p99 {r['loaded_p99_ms']:.1f} ms"
+        f"{r['idle_p50_ms']:.1f}), p99 {r['loaded_p99_ms']:.1f} ms (idle {r['idle_p99_ms']:.1f})"
     )
