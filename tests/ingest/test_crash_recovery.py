@@ -186,6 +186,11 @@ def test_sigkill_at_random_moments_loses_nothing(
             stream.join(30)
         assert killed_mid_write >= len(MID_SNAPSHOT_KILLS)
         assert snapshots.list_snapshots(snap), "no snapshot survived: nothing was recovered"
+        # Where the last life must resume: the newest complete snapshot's offsets.
+        resume_at = sum(
+            snapshots.check_snapshot(snapshots.list_snapshots(snap)[0])["offsets"].values()
+        )
+        assert resume_at > 0
 
         proc = serve(broker, topic, snap, port, log)
         try:
@@ -221,8 +226,10 @@ def test_sigkill_at_random_moments_loses_nothing(
         },
         expected,
     )
-    # The restarts resumed from snapshots: the last one did not re-apply the whole log.
-    assert stats["ingest"]["applied"] < len(records) / 2
+    # The last restart resumed from the newest snapshot: it applied at most the messages
+    # after that snapshot's offsets, not the whole log. (How far the snapshots got depends on
+    # the machine: a life killed 0.2-2 s after it answers may not reach its first snapshot.)
+    assert stats["ingest"]["applied"] <= len(records) - resume_at
 
 
 def check_items(got: dict[Any, tuple[Any, dict[str, Any]]], expected: linr.Index) -> None:
