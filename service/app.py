@@ -3,6 +3,7 @@ index (on a background thread), runs the search worker and the ingester, and sto
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -103,6 +104,8 @@ def create_app(settings: Settings | None = None, *, index: Index | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Process-wide, so set when the app starts serving, not when it is built.
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000.0)
         state.start()
         try:
             yield

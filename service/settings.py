@@ -87,6 +87,17 @@ class Settings(BaseSettings):
         default=256, ge=1, le=65536, description="Queries per scan (1: batching off)."
     )
     max_queue: int = Field(default=1024, ge=1, description="Pending search requests before 429.")
+    # The interpreter's GIL switch interval (Python's default is 5 ms). The search worker
+    # re-takes the GIL after every torch operation; while the event loop serializes a large
+    # streamed answer, each re-take waited up to the interval, so a small search of ~50
+    # operations took 120-450 ms. At 1 ms its p99 beside requests at the cost limit was 39
+    # ms against 288 ms at 5 ms (idle 7-9 ms; benchmarks/bench_service_cost.py, BENCHMARKS.md).
+    gil_switch_interval_ms: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="sys.setswitchinterval for the serving process (Python's default: 5).",
+    )
 
     # Request limits, checked before any work is done.
     max_body_bytes: int = Field(default=32 << 20, ge=1024, description="413 above this.")

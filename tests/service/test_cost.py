@@ -95,7 +95,8 @@ def test_small_searches_are_not_stuck_behind_requests_at_the_cost_limit() -> Non
     """A real uvicorn (child process), large requests back to back from a second process,
     small searches from this one. Small searches wait for a slice, not for a whole large
     request: under load their p50 stays within 3x the idle p50 and their p99 within 10x the
-    idle p99 (on the 2-core dev machine, 2026-12-01: 2.2-5.1x over five runs, BENCHMARKS.md).
+    idle p99 (quiet 2-core dev machine: 4.7-5.4x with the service's 1 ms GIL switch
+    interval, ~30x at Python's 5 ms; BENCHMARKS.md).
     Before slicing and streaming: p50 3,359 ms and p99 5,096 ms against 7.0 / 18.1 ms idle,
     which fails both. One more try when a run misses: the CI machine may be shared."""
     from benchmarks import bench_service_cost  # by name: its child processes import it
