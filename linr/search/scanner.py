@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from linr.cpu import small
+from linr.cpu import batch, small
 from linr.ops.mask_words import pack_mask
 from linr.search.plan import Backend, Strategy, choose_backend, choose_strategy, faiss_module
 from linr.search.topk import merge, topk_exact_ties
@@ -242,6 +242,11 @@ class Scanner:
                 rows,
                 faiss_module(),
             )
+        if n_allowed and auto and batch.applies(self.store, queries, k, n_rows):
+            rows = None
+            if n_allowed < n_rows:
+                rows = cached.rows() if cached is not None else torch.nonzero(allowed).flatten()
+            return batch.search(self.store, self.metric, queries, k, n_rows, rows)
         best_s = torch.full((b, k), -torch.inf, device=dev)
         best_r = torch.full((b, k), -1, dtype=torch.int64, device=dev)
         if n_allowed == 0:

@@ -1,0 +1,117 @@
+"""The CPU batch path (linr.cpu.batch) against the float64 reference and its plain twin."""
+
+import numpy as np
+import pytest
+import torch
+
+import linr
+from linr import Index
+from linr.cpu import batch, small
+from linr.search.scanner import Queries, Scanner
+from linr.storage import VectorStore
+from linr.testing.topk import assert_same_topk, scores_by_row
+from tests.linr.conftest import stored_vectors
+
+
+def reference(index, q, k, metric, mask):
+    x = stored_vectors(index, index._n_rows)
+    mask = index._valid[: index._n_rows].cpu() & mask
+    if metric == "cosine":  # stored vectors are normalized (then quantized) on insert
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        metric = "ip"
+    return linr.knn(q, x, k, metric, mask=mask)
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+@pytest.mark.parametrize("quant", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize(
+    "n,d,b,k",
+    # one row; k above the rows; a dimension and row counts off every block and group
+    # (_GROUP = 32); two blocks at b = 200 (10,464 rows per block).
+    [(1, 3, 17, 1), (40, 5, 18, 64), (3001, 37, 33, 13), (12007, 16, 200, 100)],
+)
+@pytest.mark.parametrize("frac", [1.0, 0.6, 0.05, 0.0])
+def test_batches_equal_reference(rng, metric, quant, n, d, b, k, frac):
+    """Through Index.search (auto) at every selectivity, the empty filter included.
+    Tolerance 1e-4 relative and absolute: float32 sums of D <= 37 terms of N(0, 1) products
+    against float64 (as tests/linr/test_scan.py); fp16 codes are exact in float32."""
+    assert b > small.MAX_BATCH
+    index = Index(d, metric, quant, "cpu")
+    x = (rng.standard_normal((n, d)) + 3 * (metric == "l2")).astype(np.float32)
+    allow = rng.random(n) < frac
+    index.upsert(np.arange(n) * 3, x, [{"ok": bool(a)} for a in allow])
+    index.delete([0])  # a dead row the filter would allow
+    q = rng.standard_normal((b, d)).astype(np.float32)
+    mask = torch.from_numpy(allow)
+    for f in ("ok == true", None):
+        m = mask if f else torch.ones(n, dtype=torch.bool)
+        ref_s, ref_i = reference(index, q, k, metric, m)
+        full = scores_by_row(*reference(index, q, n, metric, m), n)
+        res = index.search(q, k, f)
+        assert_same_topk(res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4, full)
+
+
+def _store(rng, n, d, quant, metric, b, spread):
+    """A store with rows of very different norms (spread: log-normal factor), so the
+    per-row terms of the bounds (scale, squared norm) vary across a group."""
+    x = rng.standard_normal((n, d)) * np.exp(spread * rng.standard_normal((n, 1)))
+    x = torch.from_numpy(x.astype(np.float32))
+    store = VectorStore(d, quant, torch.device("cpu"), n, metric == "l2")
+    store.write(torch.arange(n), x)
+    qs = Queries(q=torch.from_numpy(rng.standard_normal((b, d)).astype(np.float32)), batch=b)
+    if metric == "l2":
+        qs = Scanner(store, metric)._l2_queries(qs)
+    return store, qs
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("quant", ["fp32", "int8"])
+@pytest.mark.parametrize("spread", [0.0, 1.5])
+def test_search_equals_plain_twin(rng, metric, quant, spread):
+    """Ids equal those of batch.reference (one float32 product over the decoded rows) but
+    where two scores are within float32 summation error (1e-4 of these magnitudes), with
+    rows listed and not, and spiky and zero queries (int8 query rounding at its coarsest)."""
+    n, d, b, k = 9000, 19, 24, 40
+    store, qs = _store(rng, n, d, quant, metric, b, spread)
+    qs.q[1, 0] = 1e3
+    qs.q[2] = 0.0
+    for rows in (None, torch.from_numpy(np.flatnonzero(rng.random(n) < 0.4))):
+        got_s, got_r = batch.search(store, metric, qs, k, n, rows)
+        ref_s, ref_r = batch.reference(store, metric, qs, k, n, rows)
+        scale = ref_s.abs().amax(1, keepdim=True).clamp(min=1)
+        assert torch.allclose(got_s, ref_s, rtol=0, atol=1e-4 * float(scale.max()))
+        same = got_r == ref_r
+        # a differing id must sit in a near-tie: its reference score matches ours
+        assert torch.all(same | ((got_s - ref_s).abs() <= 1e-4 * scale)), (~same).sum()
+
+
+@pytest.mark.parametrize("quant", ["fp32", "int8", "fp16"])
+def test_equal_vectors_keep_ascending_rows(quant):
+    n = 3001  # not a multiple of any block or group: tail rows score like the others
+    x = np.tile(np.array([[1, 2, 3, 4, 5]], np.float32), (n, 1))
+    x[::7] *= 2
+    index = Index(5, "ip", quant, "cpu")
+    index.upsert(np.arange(n), x, [{"g": i % 3} for i in range(n)])
+    top = list(range(0, n, 7))
+    rest = [r for r in range(n) if r % 7]
+    q = np.ones((20, 5), np.float32)
+    res = index.search(q, 600)
+    assert all(r.tolist() == (top + rest)[:600] for r in res.rows)
+    res = index.search(q, 60, "g == 1")
+    want = sorted([r for r in range(n) if r % 3 == 1], key=lambda r: (r % 7 != 0, r))[:60]
+    assert all(r.tolist() == want for r in res.rows)
+
+
+def test_switch_off_takes_the_blocked_scan(rng, monkeypatch):
+    """LINR_CPU_BATCH=off: the blocked scan of linr/search/scanner.py, same results."""
+    index = Index(8, "ip", "fp32", "cpu")
+    x = rng.standard_normal((500, 8)).astype(np.float32)
+    index.upsert(np.arange(500), x)
+    q = rng.standard_normal((20, 8)).astype(np.float32)
+    on = index.search(q, 7)
+    called = []
+    monkeypatch.setattr(batch, "search", lambda *a: called.append(1))
+    monkeypatch.setenv("LINR_CPU_BATCH", "off")
+    off = index.search(q, 7)
+    assert not called
+    assert np.array_equal(on.rows, off.rows)
