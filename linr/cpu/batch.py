@@ -45,6 +45,8 @@ _GROUP = 32
 # Kept entries are pruned against the current T when they have doubled since the last
 # prune, which bounds their memory by ~2x what the final T keeps.
 _PRUNE_MIN = 1 << 16
+# New lower bounds are merged into the top k when this many (or B) have come.
+_MERGE_MIN = 4096
 # int8: kept rows are decoded and scored again this many at a time ([n, D] float32 each).
 _RESCORE_ROWS = 1 << 15
 
@@ -74,6 +76,7 @@ class _Model:
     e: torch.Tensor  # [B]
     const: torch.Tensor  # [B] (0 for ip)
     slack: torch.Tensor  # [B]: widening of the l2 bounds (float32 rounding)
+    mag: torch.Tensor  # [B]: bounds |sc * (a * P)| + sc * e over all rows (0 for fp32)
 
 
 def search(
@@ -96,7 +99,7 @@ def search(
         q8, alpha, c, umax = int8.quantize_queries(q)
         e = torch.from_numpy(127.0 * c)
         smax = float(store.scales[:n_rows].max()) if n_rows else 0.0
-        mag = 2 * smax * (torch.from_numpy(umax) + e)
+        mag = smax * (torch.from_numpy(umax) + e)
         rhs = torch.from_numpy(q8).T.contiguous()  # [D, B]: _int_mm(codes [C, D], rhs)
         a = torch.from_numpy(alpha)
     else:
@@ -106,18 +109,19 @@ def search(
     slack = torch.zeros(b, dtype=torch.float64)
     if l2:
         sqn_max = float(store.sqnorms[:n_rows].max()) if n_rows else 0.0
-        slack = 2.0**-18 * (mag + sqn_max + const.abs())
-    model = _Model(is8, l2, a, e, const, slack)
+        slack = 2.0**-18 * (2 * mag + sqn_max + const.abs())
+    model = _Model(is8, l2, a, e, const, slack, mag)
 
-    n = n_rows if rows is None else rows.shape[0]
+    sub_all = torch.arange(n_rows) if rows is None else rows
+    layout = _Layout.build(store, model, sub_all, view=rows is None and not (is8 or l2))
+    n = sub_all.shape[0]
     chunk = max(_GROUP, min(_MAX_CHUNK, _BLOCK_ENTRIES // b // _GROUP * _GROUP))
-    state = torch.full((b, k), -torch.inf, dtype=torch.float64)  # top-k lower bounds
+    best = _Lower(model, b, k)
     kept = _Kept()
     for c0 in range(0, n, chunk):
-        c1 = min(c0 + chunk, n)
-        sub = torch.arange(c0, c1) if rows is None else rows[c0:c1]
-        state = _scan_block(store, model, rhs, sub, state, kept, k)
-    return _finish(store, model, q, kept, state[:, k - 1], k)
+        _scan_block(store, model, rhs, layout, c0, min(c0 + chunk, n), best, kept)
+    best.merge()
+    return _finish(store, model, q, kept, best.widened(), k)
 
 
 class _Kept:
@@ -149,131 +153,222 @@ class _Kept:
             self.take(t)
 
 
+@dataclass
+class _Layout:
+    """The rows in scan order and, per group of _GROUP consecutive ones, the extremes of
+    the per-row terms of the bounds. int8 rows are ordered by scale, l2 rows (fp32, fp16)
+    by squared norm: then a group's terms are nearly equal and its bound is tight."""
+
+    rows: torch.Tensor  # [n] int64
+    view: bool  # rows are 0..n-1: blocks are views of the codes
+    scale: torch.Tensor | None  # int8: [groups * _GROUP] float64, in scan order
+    smin: torch.Tensor | None  # int8: [groups]
+    smax: torch.Tensor | None
+    sqn: torch.Tensor | None  # l2: [groups * _GROUP] float32, in scan order
+    sqmin: torch.Tensor | None  # l2: [groups] float64
+    sqmax: torch.Tensor | None
+
+    @classmethod
+    def build(cls, store: Any, model: _Model, rows: torch.Tensor, view: bool) -> _Layout:
+        n = rows.shape[0]
+        pad = -n % _GROUP
+        scale = smin = smax = sqn = sqmin = sqmax = None
+        if model.int8:
+            key = store.scales.index_select(0, rows)
+            key, order = torch.sort(key)
+            rows = rows[order]
+            scale = torch.cat([key.double(), key[-1:].double().expand(pad)])
+            g = scale.view(-1, _GROUP)
+            smin, smax = g[:, 0], g[:, -1]
+        if model.l2:
+            sqn = store.sqnorms.index_select(0, rows)
+            if not model.int8:
+                sqn, order = torch.sort(sqn)
+                rows = rows[order]
+            sq = sqn.double()
+            sqmin = torch.cat([sq, sq.new_full((pad,), torch.inf)]).view(-1, _GROUP).amin(1)
+            sqmax = torch.cat([sq, sq.new_zeros(pad)]).view(-1, _GROUP).amax(1)
+            sqn = torch.cat([sqn, sqn.new_zeros(pad)])
+        return cls(rows, view, scale, smin, smax, sqn, sqmin, sqmax)
+
+    def terms(
+        self, c0: int, c1: int, at: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(scale, sqn) of the rows at scan positions `at`, or, when None, of [c0, c1) as
+        columns [C, 1]."""
+        out: list[torch.Tensor | None] = []
+        for v in (self.scale, self.sqn):
+            if v is None:
+                out.append(None)
+            elif at is None:
+                out.append(v[c0:c1, None])
+            else:
+                out.append(v[at])
+        return out[0], out[1]
+
+
 def _scan_block(
     store: Any,
     model: _Model,
     rhs: torch.Tensor,
-    sub: torch.Tensor,
-    state: torch.Tensor,
+    lay: _Layout,
+    c0: int,
+    c1: int,
+    best: _Lower,
     kept: _Kept,
-    k: int,
-) -> torch.Tensor:
-    """Scores rows `sub` (ascending) against every query; keeps the entries that reach T
-    and returns the updated top-k lower bounds."""
-    # Order rows by the per-row term of the bound (int8: scale; l2: squared norm) so that
-    # consecutive rows, a group, have nearly equal terms and the group bound is tight.
-    key = None
-    if model.int8:
-        key = store.scales.index_select(0, sub)
-    elif model.l2:
-        key = store.sqnorms.index_select(0, sub)
-    if key is not None:
-        order = torch.argsort(key)
-        sub, key = sub[order], key[order]
-    contiguous = int(sub[-1] - sub[0]) + 1 == sub.shape[0] and key is None
-    if contiguous:
-        block = store.codes[int(sub[0]) : int(sub[-1]) + 1]
-    else:
-        block = store.codes.index_select(0, sub)
+) -> None:
+    """Scores the rows at scan positions [c0, c1) (c0 a multiple of _GROUP) against every
+    query; keeps the entries that reach T and passes their lower bounds to `best`."""
+    sub = lay.rows[c0:c1]
+    block = store.codes[c0:c1] if lay.view else store.codes.index_select(0, sub)
     if model.int8:
         p = torch._int_mm(block, rhs)  # [C, B] int32, exact
     else:
         p = block.float() @ rhs if block.dtype != torch.float32 else block @ rhs
     c, b = p.shape
     ng = -(-c // _GROUP)
-    if c % _GROUP:  # pad the last block with rows that never pass
-        fill = torch.iinfo(torch.int32).min if model.int8 else -torch.inf
-        p = torch.cat([p, p.new_full((ng * _GROUP - c, b), fill)])
+    if c % _GROUP:  # pad the last block; the padding entries are dropped below
+        p = torch.cat([p, p.new_zeros((ng * _GROUP - c, b))])
     p3 = p.view(ng, _GROUP, b)
-    t = state[:, k - 1]  # [B]
-    gbound = _group_bound(store, model, p3.amax(1), sub, key, ng)  # [ng, B] float64
-    gi, qi = torch.nonzero(gbound >= t[None, :], as_tuple=True)
+    seeded = best.empty()
+    if seeded:  # the first block: T from its own lower bounds, which are then all merged
+        best.seed(_lower(model, p[:c], slice(None), *lay.terms(c0, c1, None)))
+    t = best.widened()  # [B]: T, lowered past float64 rounding
+    g0 = c0 // _GROUP
+    gi, qi = torch.nonzero(_opened(model, lay, p3.amax(1), g0, t), as_tuple=True)
     if gi.shape[0] == 0:
-        return state
+        return
+    gi_all = gi + g0
     vals = p3[gi, :, qi]  # [m, G]
-    r_idx = gi[:, None] * _GROUP + torch.arange(_GROUP)[None, :]  # positions in the block
-    valid = r_idx < c
-    r_idx = r_idx.clamp(max=c - 1)
-    lower, upper = _entry_bounds(store, model, vals, qi, sub[r_idx])
-    hit = valid & (upper >= t[qi][:, None])
-    qb = qi[:, None].expand_as(hit)[hit]
-    row = sub[r_idx[hit]]
-    low, up = lower[hit], upper[hit]
-    state = _merge_lower(state, qb, low, k)
-    t = state[:, k - 1]
+    upper = _upper(model, lay, vals, gi_all, qi)  # [m, G] float64
+    hit = upper >= t[qi][:, None]
+    if c % _GROUP:
+        hit[gi == ng - 1, c % _GROUP :] = False
+    flat = torch.nonzero(hit.view(-1)).squeeze(1)
+    which = flat // _GROUP
+    qb = qi[which]
+    at = gi_all[which] * _GROUP + flat % _GROUP  # scan positions
+    up = upper.view(-1)[flat]
+    if not seeded:
+        best.add(qb, _lower(model, vals.view(-1)[flat], qb, *lay.terms(0, 0, at)))
+    t = best.widened()
     keep = up >= t[qb]
-    kept.add(qb[keep], row[keep], up[keep])
+    kept.add(qb[keep], lay.rows[at[keep]], up[keep])
     kept.maybe_prune(t)
-    return state
 
 
-def _group_bound(
-    store: Any,
-    model: _Model,
-    pmax: torch.Tensor,
-    sub: torch.Tensor,
-    key: torch.Tensor | None,
-    ng: int,
+def _opened(
+    model: _Model, lay: _Layout, pmax: torch.Tensor, g0: int, t: torch.Tensor
 ) -> torch.Tensor:
-    """An upper bound of every score in each (group, query): [ng, B] float64, from the
-    group maxima of the products pmax [ng, B]."""
+    """Whether some score of each (group, query) may reach t [B]: bool [ng, B], from the
+    group maxima of the products pmax [ng, B] (groups g0.. of the layout)."""
+    if not (model.int8 or model.l2):  # the maxima are the largest scores
+        return pmax >= t.float()[None, :]
+    g1 = g0 + pmax.shape[0]
     x = pmax.double()
-    c = sub.shape[0]
-    if model.int8:
-        assert key is not None  # scales, ascending: a group's min and max are its ends
+    if model.int8:  # sc * (a * P + e) for the group's largest P, at either end of its scales
+        assert lay.smin is not None and lay.smax is not None
         x = x * model.a[None, :] + model.e[None, :]
-        first = torch.arange(ng) * _GROUP
-        last = (first + _GROUP - 1).clamp(max=c - 1)
-        smin, smax = key[first].double(), key[last].double()
-        x = torch.where(x >= 0, x * smax[:, None], x * smin[:, None])
-        x = x + x.abs() * 2.0**-40
+        if model.l2 or bool((t <= 0).any()):
+            x = torch.where(x >= 0, x * lay.smax[g0:g1, None], x * lay.smin[g0:g1, None])
+        else:  # T > 0: a negative bracket never reaches it
+            x = x * lay.smax[g0:g1, None]
     if model.l2:
-        sq = store.sqnorms.index_select(0, sub).double()
-        pad = ng * _GROUP - c
-        if pad:
-            sq = torch.cat([sq, sq.new_full((pad,), torch.inf)])
-        g = sq.view(ng, _GROUP)
-        sqmin, sqmax = g.amin(1), g.masked_fill(g == torch.inf, 0).amax(1)
-        rel = 2.0**-20 * (2 * x.abs() + sqmax[:, None] + model.const.abs()[None, :])
-        x = 2 * x - sqmin[:, None] - model.const[None, :] + rel + model.slack[None, :]
-    return x
+        assert lay.sqmin is not None and lay.sqmax is not None
+        sqmin, sqmax = lay.sqmin[g0:g1, None], lay.sqmax[g0:g1, None]
+        if not model.int8:  # the float32 rounding of (2P - sqn) - const
+            x = x + 2.0**-20 * (2 * x.abs() + sqmax + model.const.abs()[None, :])
+        x = 2 * x - sqmin - model.const[None, :] + model.slack[None, :]
+    return x >= t[None, :]
 
 
-def _entry_bounds(
-    store: Any,
-    model: _Model,
-    vals: torch.Tensor,
-    qi: torch.Tensor,
-    rows: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(lower, upper) float64 [m, G] of the entries vals [m, G] (products of rows [m, G]
-    with queries qi [m]). fp32/fp16: both are the float32 score."""
+def _upper(
+    model: _Model, lay: _Layout, vals: torch.Tensor, groups: torch.Tensor, qi: torch.Tensor
+) -> torch.Tensor:
+    """Upper bounds float64 [m, G] of the entries vals [m, G] (products of the rows of
+    layout groups `groups` [m] with queries qi [m]). fp32/fp16: the float32 score."""
     if not model.int8:
         s = vals
         if model.l2:
-            sqn = store.sqnorms[rows]
-            s = 2 * s - sqn - model.const.float()[qi][:, None]
-        s = s.double()
-        return s, s
-    sc = store.scales[rows].double()
-    approx = vals.double() * model.a[qi][:, None] * sc
-    err = model.e[qi][:, None] * sc + approx.abs() * 2.0**-40
+            assert lay.sqn is not None
+            s = 2 * s - lay.sqn.view(-1, _GROUP)[groups] - model.const.float()[qi][:, None]
+        return s.double()
+    assert lay.scale is not None
+    sc = lay.scale.view(-1, _GROUP)[groups]
+    x = (vals.double() * model.a[qi][:, None] + model.e[qi][:, None]) * sc
     if model.l2:
-        sqn = store.sqnorms[rows].double()
-        cst = model.const[qi][:, None]
-        approx = 2 * approx - sqn - cst
-        err = 2 * err + 2.0**-20 * (approx.abs() + 2 * err + sqn + cst.abs())
-    return approx - err, approx + err
+        assert lay.sqn is not None
+        sqn = lay.sqn.view(-1, _GROUP)[groups].double()
+        x = 2 * x - sqn - (model.const[qi] - model.slack[qi])[:, None]
+    return x
 
 
-def _merge_lower(state: torch.Tensor, qb: torch.Tensor, low: torch.Tensor, k: int) -> torch.Tensor:
-    """The k largest of state [B, k] and the new lower bounds low [m] of queries qb [m]."""
-    if qb.shape[0] == 0:
-        return state
-    b = state.shape[0]
-    padded = _per_query(qb, low, b, -torch.inf)
-    both = torch.cat([state, padded], dim=1)
-    return torch.topk(both, k, dim=1).values
+def _lower(
+    model: _Model,
+    vals: torch.Tensor,
+    q: torch.Tensor | slice,
+    sc: torch.Tensor | None,
+    sqn: torch.Tensor | None,
+) -> torch.Tensor:
+    """Lower bounds float64 of products vals: of queries q (an index per entry, or
+    slice(None): every query along the last dimension) with rows whose terms sc (int8
+    scale, float64) and sqn (l2) broadcast against vals. fp32/fp16: the float32 score."""
+    if not model.int8:
+        s = vals
+        if model.l2:
+            assert sqn is not None
+            s = 2 * s - sqn - model.const.float()[q]
+        return s.double()
+    assert sc is not None
+    x = (vals.double() * model.a[q] - model.e[q]) * sc
+    if model.l2:
+        assert sqn is not None
+        x = 2 * x - sqn.double() - model.const[q] - model.slack[q]
+    return x - 2.0**-40 * (x.abs() + model.mag[q])
+
+
+class _Lower:
+    """The k largest lower bounds of each query, T = the k-th. New bounds wait until a few
+    thousand have come (T may lag: it stays a lower bound of the k-th best score)."""
+
+    def __init__(self, model: _Model, b: int, k: int) -> None:
+        self.state = torch.full((b, k), -torch.inf, dtype=torch.float64)
+        self.k = k
+        self.mag = model.mag
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.n_pending = 0
+        self.merge_at = max(b, _MERGE_MIN)
+
+    def empty(self) -> bool:
+        return bool(torch.isneginf(self.state[:, 0]).all())
+
+    def seed(self, low: torch.Tensor) -> None:
+        """Merges the lower bounds low [C, B] of a whole block."""
+        both = torch.cat([self.state, low.T], dim=1)
+        self.state = torch.topk(both, self.k, dim=1).values.contiguous()
+
+    def widened(self) -> torch.Tensor:
+        """T [B], lowered past the float64 rounding of the bounds compared with it."""
+        t = self.state[:, self.k - 1]
+        return t - 2.0**-40 * (t.abs() + self.mag)
+
+    def add(self, qb: torch.Tensor, low: torch.Tensor) -> None:
+        up = low > self.state[qb, self.k - 1]
+        if bool(up.any()):
+            self.pending.append((qb[up], low[up]))
+            self.n_pending += int(up.sum())
+        if self.n_pending >= self.merge_at:
+            self.merge()
+
+    def merge(self) -> None:
+        if not self.pending:
+            return
+        qb, low = (torch.cat(x) for x in zip(*self.pending, strict=True))
+        self.pending, self.n_pending = [], 0
+        touched, local = torch.unique(qb, return_inverse=True)
+        padded = _per_query(local, low, touched.shape[0], -torch.inf)
+        both = torch.cat([self.state[touched], padded], dim=1)
+        self.state[touched] = torch.topk(both, self.k, dim=1).values
 
 
 def _per_query(qb: torch.Tensor, v: torch.Tensor, b: int, fill: float) -> torch.Tensor:
