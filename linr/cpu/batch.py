@@ -45,22 +45,33 @@ _GROUP = 32
 # Kept entries are pruned against the current T when they have doubled since the last
 # prune, which bounds their memory by ~2x what the final T keeps.
 _PRUNE_MIN = 1 << 16
+# Fewer allowed rows than this many blocks take the blocked scan of linr/search/scanner.py:
+# the first block, which sets T, costs a full selection. At 1M x 128 with a 1% filter (10k
+# rows) this path took 6-91 ms against 5-20 ms there (B = 17-256); at 34% it took 2-8x less.
+_MIN_BLOCKS = 4
 # New lower bounds are merged into the top k when this many (or B) have come.
 _MERGE_MIN = 4096
 # int8: kept rows are decoded and scored again this many at a time ([n, D] float32 each).
 _RESCORE_ROWS = 1 << 15
 
 
-def applies(store: Any, queries: Any, k: int, n_rows: int) -> bool:
+def applies(store: Any, queries: Any, k: int, n_allowed: int) -> bool:
     """True when this path serves the search: CPU, plain (single-vector) queries, a batch
-    above linr.cpu.small.MAX_BATCH, fp32, fp16 or int8 codes."""
+    above linr.cpu.small.MAX_BATCH, fp32, fp16 or int8 codes, and at least _MIN_BLOCKS
+    blocks of allowed rows."""
     if store.device.type != "cpu" or queries.multi or queries.batch <= MAX_BATCH:
         return False
     if os.environ.get("LINR_CPU_BATCH", "") == "off":
         return False
+    if n_allowed < _MIN_BLOCKS * _chunk_rows(queries.batch):
+        return False
     if store.quantization == "int8":
         return int8.supported(store.dim)
     return store.quantization in ("fp32", "fp16")
+
+
+def _chunk_rows(b: int) -> int:
+    return max(_GROUP, min(_MAX_CHUNK, _BLOCK_ENTRIES // b // _GROUP * _GROUP))
 
 
 @dataclass
@@ -115,7 +126,7 @@ def search(
     sub_all = torch.arange(n_rows) if rows is None else rows
     layout = _Layout.build(store, model, sub_all, view=rows is None and not (is8 or l2))
     n = sub_all.shape[0]
-    chunk = max(_GROUP, min(_MAX_CHUNK, _BLOCK_ENTRIES // b // _GROUP * _GROUP))
+    chunk = _chunk_rows(b)
     best = _Lower(model, b, k)
     kept = _Kept()
     for c0 in range(0, n, chunk):

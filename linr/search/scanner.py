@@ -242,7 +242,7 @@ class Scanner:
                 rows,
                 faiss_module(),
             )
-        if n_allowed and auto and batch.applies(self.store, queries, k, n_rows):
+        if n_allowed and auto and batch.applies(self.store, queries, k, n_allowed):
             rows = None
             if n_allowed < n_rows:
                 rows = cached.rows() if cached is not None else torch.nonzero(allowed).flatten()

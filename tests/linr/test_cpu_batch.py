@@ -13,6 +13,18 @@ from linr.testing.topk import assert_same_topk, scores_by_row
 from tests.linr.conftest import stored_vectors
 
 
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    """Blocks of ~2^14 entries (a few hundred rows here) so that small sets take this path
+    and span many blocks; every Index.search below is checked to have come through it."""
+    monkeypatch.setattr(batch, "_BLOCK_ENTRIES", 1 << 14)
+    monkeypatch.setattr(batch, "_MIN_BLOCKS", 0)
+    calls = []
+    search = batch.search
+    monkeypatch.setattr(batch, "search", lambda *a: calls.append(1) or search(*a))
+    return calls
+
+
 def reference(index, q, k, metric, mask):
     x = stored_vectors(index, index._n_rows)
     mask = index._valid[: index._n_rows].cpu() & mask
@@ -27,11 +39,11 @@ def reference(index, q, k, metric, mask):
 @pytest.mark.parametrize(
     "n,d,b,k",
     # one row; k above the rows; a dimension and row counts off every block and group
-    # (_GROUP = 32); two blocks at b = 200 (10,464 rows per block).
+    # (_GROUP = 32); 480 rows per block at b = 33, 64 at b = 200.
     [(1, 3, 17, 1), (40, 5, 18, 64), (3001, 37, 33, 13), (12007, 16, 200, 100)],
 )
 @pytest.mark.parametrize("frac", [1.0, 0.6, 0.05, 0.0])
-def test_batches_equal_reference(rng, metric, quant, n, d, b, k, frac):
+def test_batches_equal_reference(rng, small_blocks, metric, quant, n, d, b, k, frac):
     """Through Index.search (auto) at every selectivity, the empty filter included.
     Tolerance 1e-4 relative and absolute: float32 sums of D <= 37 terms of N(0, 1) products
     against float64 (as tests/linr/test_scan.py); fp16 codes are exact in float32."""
@@ -49,6 +61,8 @@ def test_batches_equal_reference(rng, metric, quant, n, d, b, k, frac):
         full = scores_by_row(*reference(index, q, n, metric, m), n)
         res = index.search(q, k, f)
         assert_same_topk(res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4, full)
+    # a filter that allows no live row needs no scan
+    assert len(small_blocks) == int(allow[1:].any()) + int(n > 1)
 
 
 def _store(rng, n, d, quant, metric, b, spread):
@@ -102,16 +116,19 @@ def test_equal_vectors_keep_ascending_rows(quant):
     assert all(r.tolist() == want for r in res.rows)
 
 
-def test_switch_off_takes_the_blocked_scan(rng, monkeypatch):
-    """LINR_CPU_BATCH=off: the blocked scan of linr/search/scanner.py, same results."""
+def test_switch_off_and_few_rows_take_the_blocked_scan(rng, small_blocks, monkeypatch):
+    """LINR_CPU_BATCH=off, or fewer allowed rows than _MIN_BLOCKS blocks: the blocked scan
+    of linr/search/scanner.py, same results."""
     index = Index(8, "ip", "fp32", "cpu")
     x = rng.standard_normal((500, 8)).astype(np.float32)
     index.upsert(np.arange(500), x)
     q = rng.standard_normal((20, 8)).astype(np.float32)
     on = index.search(q, 7)
-    called = []
-    monkeypatch.setattr(batch, "search", lambda *a: called.append(1))
+    assert len(small_blocks) == 1
     monkeypatch.setenv("LINR_CPU_BATCH", "off")
     off = index.search(q, 7)
-    assert not called
-    assert np.array_equal(on.rows, off.rows)
+    monkeypatch.delenv("LINR_CPU_BATCH")
+    monkeypatch.setattr(batch, "_MIN_BLOCKS", 2)  # 500 rows: 1.4 blocks of 352 rows
+    few = index.search(q, 7)
+    assert len(small_blocks) == 1
+    assert np.array_equal(on.rows, off.rows) and np.array_equal(on.rows, few.rows)
