@@ -655,8 +655,9 @@ class Index:
             for i, (node, key) in enumerate(per_query):
                 groups.setdefault(key, []).append(i)
                 nodes.setdefault(key, node)
-            scores = torch.full((b, k), -torch.inf)
-            rows = torch.full((b, k), -1, dtype=torch.int64)
+            if len(groups) > 1:
+                scores = torch.full((b, k), -torch.inf)
+                rows = torch.full((b, k), -1, dtype=torch.int64)
             for key, idx in groups.items():
                 sub = qs if len(groups) == 1 else _select(qs, idx)
                 m = self._masks.get(key, partial(self._group_mask, nodes[key]))

@@ -57,10 +57,14 @@ def _parse(kind: type[E], value: str | E, what: str) -> E:
 
 
 def parse_backend(value: str | Backend) -> Backend:
+    if value == "auto":  # the common case, without Enum's lookup (a search's hot path)
+        return Backend.AUTO
     return _parse(Backend, value, "backend")
 
 
 def parse_strategy(value: str | Strategy) -> Strategy:
+    if value == "auto":
+        return Strategy.AUTO
     return _parse(Strategy, value, "strategy")
 
 
