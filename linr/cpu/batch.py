@@ -49,6 +49,9 @@ _PRUNE_MIN = 1 << 16
 # the first block, which sets T, costs a full selection. At 1M x 128 with a 1% filter (10k
 # rows) this path took 6-91 ms against 5-20 ms there (B = 17-256); at 34% it took 2-8x less.
 _MIN_BLOCKS = 4
+# and fewer than this many rows: at B = 1,024 with a 1% filter (10k rows, 5 blocks) this
+# path took 169 ms (int8 421 ms) against 114 ms (127 ms) there (bench_peers.py).
+_MIN_ROWS = 1 << 15
 # New lower bounds are merged into the top k when this many (or B) have come.
 _MERGE_MIN = 4096
 # int8: kept rows are decoded and scored again this many at a time ([n, D] float32 each).
@@ -58,12 +61,12 @@ _RESCORE_ROWS = 1 << 15
 def applies(store: Any, queries: Any, k: int, n_allowed: int) -> bool:
     """True when this path serves the search: CPU, plain (single-vector) queries, a batch
     above linr.cpu.small.MAX_BATCH, fp32, fp16 or int8 codes, and at least _MIN_BLOCKS
-    blocks of allowed rows."""
+    blocks and _MIN_ROWS rows allowed."""
     if store.device.type != "cpu" or queries.multi or queries.batch <= MAX_BATCH:
         return False
     if os.environ.get("LINR_CPU_BATCH", "") == "off":
         return False
-    if n_allowed < _MIN_BLOCKS * _chunk_rows(queries.batch):
+    if n_allowed < max(_MIN_BLOCKS * _chunk_rows(queries.batch), _MIN_ROWS):
         return False
     if store.quantization == "int8":
         return int8.supported(store.dim)

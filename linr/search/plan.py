@@ -4,7 +4,9 @@ the rules that pick them when the caller says "auto".
 Two strategies (LiNR paper, section 3): *mask* scores every row of a chunk and masks the
 rows the filter rejects; *gather* collects the matching rows and scores only those. Three
 backends: faiss's exact knn (BLAS + heap) on CPU for large query batches, the fused Triton
-kernels (linr.ops) on CUDA, and torch (any device; multi-embedding queries).
+kernels (linr.ops) on CUDA, and torch (any device; multi-embedding queries). On CPU, "auto"
+usually takes neither: small batches go to linr.cpu.small, larger ones to linr.cpu.batch
+(linr/search/scanner.py picks), and these rules serve what those leave.
 """
 
 from __future__ import annotations

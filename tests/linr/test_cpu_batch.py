@@ -19,6 +19,7 @@ def small_blocks(monkeypatch):
     and span many blocks; every Index.search below is checked to have come through it."""
     monkeypatch.setattr(batch, "_BLOCK_ENTRIES", 1 << 14)
     monkeypatch.setattr(batch, "_MIN_BLOCKS", 0)
+    monkeypatch.setattr(batch, "_MIN_ROWS", 0)
     calls = []
     search = batch.search
     monkeypatch.setattr(batch, "search", lambda *a: calls.append(1) or search(*a))
