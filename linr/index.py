@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from linr.attributes import AttributeStore
+from linr.cpu import small
 from linr.deleted import DeletedVersions
 from linr.errors import InvalidInput
 from linr.filters import FilterNode
@@ -38,6 +39,7 @@ from linr.metrics import check_metric, normalize_rows
 from linr.onebit import hooks as onebit
 from linr.quantization import check_quantization
 from linr.search import DEFAULT_SCAN_BYTES, Queries, parse_backend, parse_strategy
+from linr.search.plan import faiss_module
 
 FORMAT_VERSION = 1
 _GROWTH = 1.5  # capacity grows geometrically: amortized O(1) copies per row
@@ -639,6 +641,16 @@ class Index:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_INDEX_K:
             raise InvalidInput(f"k must be an integer from 1 to {MAX_INDEX_K}, got {k!r}")
         k = int(k)
+        if (
+            aggregate is None
+            and strategy == "auto"
+            and backend == "auto"
+            and isinstance(filter, str)
+            and isinstance(queries, np.ndarray)
+        ):
+            one = self._search_one(queries, k, filter)
+            if one is not None:
+                return one
         strategy_, backend_ = parse_strategy(strategy), parse_backend(backend)
         with self.lock:
             qs = self._prepare_queries(queries, aggregate)
@@ -670,6 +682,29 @@ class Index:
                     scores[idx], rows[idx] = s.cpu(), r.cpu()
             rows_np = rows.numpy()
             return SearchResult(scores.numpy(), rows_np, self._ids.ids_of_topk(rows_np))
+
+    def _search_one(self, q: np.ndarray, k: int, filter: str) -> SearchResult | None:
+        """One float32 query under a selective string filter: linr.cpu.small's
+        one_query_by_rows, or None (the caller takes the full path, which checks inputs)."""
+        if q.dtype != np.float32 or q.shape not in ((self.dim,), (1, self.dim)):
+            return None
+        if self.metric == "l2" or not np.isfinite(q).all():
+            return None
+        q = q.reshape(1, self.dim)
+        if self.metric == "cosine":
+            norm = np.linalg.norm(q.astype(np.float64))
+            if norm == 0:
+                return None
+            q = normalize_rows(torch.from_numpy(q)).numpy()
+        with self.lock:
+            if onebit.search_kwargs(self._store, None):
+                return None
+            node, key = self._masks.parse(filter)
+            m = self._masks.get(key, partial(self._group_mask, node))
+            got = small.one_query_by_rows(self._store, self.metric, q, k, m, faiss_module())
+            if got is None:
+                return None
+            return SearchResult(got[0], got[1], self._ids.ids_of_topk(got[1]))
 
     def _group_mask(self, node: Any) -> torch.Tensor:
         mask = self._valid[: self._n_rows]
