@@ -193,6 +193,22 @@ def _dot_rows_faiss(cn: np.ndarray, qn: np.ndarray, rn: np.ndarray, faiss: Any) 
     m = rn.shape[0]
     on = np.empty((b, m), dtype=np.float32)
     parts = max(1, min(torch.get_num_threads(), m // _ROWS_PER_THREAD))
+    if b == 1 and parts == 1:  # one call, the common case of a single query
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # why: see part() below
+        try:
+            faiss.fvec_inner_products_by_idx(
+                faiss.swig_ptr(on),
+                faiss.swig_ptr(qn),
+                faiss.swig_ptr(cn),
+                faiss.swig_ptr(rn),
+                d,
+                1,
+                m,
+            )
+        finally:
+            faiss.omp_set_num_threads(before)
+        return on
     step = math.ceil(m / parts)
 
     def part(bi: int, r0: int) -> None:
