@@ -690,7 +690,7 @@ class Index:
             return None
         if self.metric == "l2" or not np.isfinite(q).all():
             return None
-        q = q.reshape(1, self.dim)
+        q = np.ascontiguousarray(q.reshape(1, self.dim))  # faiss reads the buffer
         if self.metric == "cosine":
             norm = np.linalg.norm(q.astype(np.float64))
             if norm == 0:

@@ -32,7 +32,7 @@ import torch
 
 from linr.cpu import int8
 from linr.cpu.small import MAX_BATCH
-from linr.ops.merge_topk import merge_topk
+from linr.ops.merge_topk import merge_topk, segmented_topk
 
 # Entries of one [C, B] product block: 2^21 (8 MB) stays in the caches of the dev machine.
 # At 1M x 128, B = 1,024, an int8 product plus the group maxima took 0.39-0.43 s with
@@ -54,8 +54,8 @@ _MIN_BLOCKS = 4
 _MIN_ROWS = 1 << 15
 # New lower bounds are merged into the top k when this many (or B) have come.
 _MERGE_MIN = 4096
-# int8: kept rows are decoded and scored again this many at a time ([n, D] float32 each).
-_RESCORE_ROWS = 1 << 15
+# int8: kept rows are decoded and scored again this many values at a time (16 MB float32).
+_RESCORE_VALUES = 1 << 22
 
 
 def applies(store: Any, queries: Any, k: int, n_allowed: int) -> bool:
@@ -364,7 +364,9 @@ class _Lower:
     def widened(self) -> torch.Tensor:
         """T [B], lowered past the float64 rounding of the bounds compared with it."""
         t = self.state[:, self.k - 1]
-        return t - 2.0**-40 * (t.abs() + self.mag)
+        # +inf (k or more scores overflowed) stays: inf - inf would be NaN, which no
+        # comparison passes.
+        return torch.where(torch.isfinite(t), t - 2.0**-40 * (t.abs() + self.mag), t)
 
     def add(self, qb: torch.Tensor, low: torch.Tensor) -> None:
         up = low > self.state[qb, self.k - 1]
@@ -405,20 +407,17 @@ def _finish(
     qb, row, up = kept.take(t)
     if model.int8:  # the plain path's float32 formula on the decoded rows
         s = torch.empty(qb.shape[0])
-        for i in range(0, qb.shape[0], _RESCORE_ROWS):
-            r, qq = row[i : i + _RESCORE_ROWS], qb[i : i + _RESCORE_ROWS]
+        step = max(1, _RESCORE_VALUES // store.dim)
+        for i in range(0, qb.shape[0], step):
+            r, qq = row[i : i + step], qb[i : i + step]
             x = store.codes[r].float() * store.scales[r][:, None]
-            s[i : i + _RESCORE_ROWS] = (x * q[qq]).sum(1)
+            s[i : i + step] = (x * q[qq]).sum(1)
         if model.l2:
             s = 2 * s - store.sqnorms[row] - model.const.float()[qb]
     else:
         s = up.float()  # fp32/fp16: the bound is the float32 score itself
-    if qb.shape[0] == 0:
-        empty = torch.full((b, k), -torch.inf)
-        return empty, torch.full((b, k), -1, dtype=torch.int64)
-    scores = _per_query(qb, s, b, -torch.inf)
-    rows = _per_query(qb, row, b, 0)
-    return merge_topk(scores, rows, k)
+    # Flat, not [B, max kept]: a zero query ties every row (O(entries + B k) memory).
+    return segmented_topk(qb, s, row, b, k)
 
 
 def reference(

@@ -31,13 +31,18 @@ def supported(d: int) -> bool:
     if not 1 <= d <= MAX_DIM or not hasattr(torch, "_int_mm"):
         return False
     g = torch.Generator().manual_seed(d)
-    a = torch.randint(-127, 128, (3, d), dtype=torch.int8, generator=g)
     b = torch.randint(-127, 128, (37, d), dtype=torch.int8, generator=g)
-    try:
-        got = torch._int_mm(b, a.T.contiguous()).T  # the layout of `products`
-    except RuntimeError:
-        return False
-    return bool(torch.equal(got, a.to(torch.int32) @ b.to(torch.int32).T))
+    # 1, 3 and 19 query columns: the kernels of single queries, small batches (`products`)
+    # and batches (linr.cpu.batch) may differ.
+    for cols in (1, 3, 19):
+        a = torch.randint(-127, 128, (cols, d), dtype=torch.int8, generator=g)
+        try:
+            got = torch._int_mm(b, a.T.contiguous()).T  # the layout of `products`
+        except RuntimeError:
+            return False
+        if not torch.equal(got, a.to(torch.int32) @ b.to(torch.int32).T):
+            return False
+    return True
 
 
 def quantize_queries(q: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

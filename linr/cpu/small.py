@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,6 +45,7 @@ _ROWS_PER_THREAD = 4096
 _ONE_THREAD_ROWS = 16384
 
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def applies(store: Any, queries: Any, k: int, n_rows: int) -> bool:
@@ -118,7 +120,11 @@ def one_query_by_rows(
     rn = rows.rows_np()
     if store.quantization == "fp32":
         s = _dot_rows_faiss(store.codes.numpy(), q, rn, faiss)
-    elif store.quantization == "int8" and rn.shape[0] * store.dim <= _DECODE_ALL_BELOW:
+    elif (
+        store.quantization == "int8"
+        and rn.shape[0] * store.dim <= _DECODE_ALL_BELOW
+        and int8.supported(store.dim)  # as `applies`: else the blocked scan serves it
+    ):
         s = _dot_rows_faiss(_decode(store, rows.rows()), q, np.arange(rn.shape[0]), faiss)
     else:
         return None
@@ -305,6 +311,9 @@ def _decode(store: Any, rows: torch.Tensor) -> np.ndarray:
 
 def _threads() -> ThreadPoolExecutor:
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max(torch.get_num_threads(), 2), thread_name_prefix="linr-cpu")
+    with _pool_lock:  # two indexes may search at once
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max(torch.get_num_threads(), 2), thread_name_prefix="linr-cpu"
+            )
     return _pool

@@ -168,10 +168,11 @@ def test_one_query_path_equals_full_path(rng, monkeypatch, metric, quant, n, d, 
     g = rng.integers(0, 20, n)
     index.upsert(np.arange(n), x, [{"g": int(v)} for v in g])
     index.delete([2])
+    strided = rng.standard_normal((1, 2 * d)).astype(np.float32)[:, ::2]  # not contiguous
     for f in ("g == 3", "g < 4", "g == 99"):
-        for q in (rng.standard_normal(d).astype(np.float32), x[:1].copy()):
+        for q in (rng.standard_normal(d).astype(np.float32), x[:1].copy(), strided):
             fast = index.search(q, k, f)
-            full = index.search(q[None] if q.ndim == 1 else q, k, [f])
+            full = index.search(np.ascontiguousarray(q[None] if q.ndim == 1 else q), k, [f])
             assert np.array_equal(fast.rows, full.rows) and np.array_equal(fast.scores, full.scores)
             assert fast.ids == full.ids
     used = [t for t in taken if t is not None]

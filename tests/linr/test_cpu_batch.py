@@ -20,6 +20,8 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(batch, "_BLOCK_ENTRIES", 1 << 14)
     monkeypatch.setattr(batch, "_MIN_BLOCKS", 0)
     monkeypatch.setattr(batch, "_MIN_ROWS", 0)
+    monkeypatch.setattr(batch, "_MERGE_MIN", 64)  # lazy merges and prunes, often
+    monkeypatch.setattr(batch, "_PRUNE_MIN", 256)
     calls = []
     search = batch.search
     monkeypatch.setattr(batch, "search", lambda *a: calls.append(1) or search(*a))
@@ -133,3 +135,68 @@ def test_switch_off_and_few_rows_take_the_blocked_scan(rng, small_blocks, monkey
     few = index.search(q, 7)
     assert len(small_blocks) == 1
     assert np.array_equal(on.rows, off.rows) and np.array_equal(on.rows, few.rows)
+
+
+def _brute(x, q, metric, k, rows):
+    """float64 top k over rows by (score desc, row asc)."""
+    xs = x[rows].astype(np.float64)
+    s = q.astype(np.float64) @ xs.T
+    if metric == "l2":
+        s = 2 * s - (xs**2).sum(1)[None] - (q.astype(np.float64) ** 2).sum(1)[:, None]
+    out_s = np.full((q.shape[0], k), -np.inf)
+    out_r = np.full((q.shape[0], k), -1)
+    for b in range(q.shape[0]):
+        order = np.lexsort((rows, -s[b]))[:k]
+        out_s[b, : len(order)] = s[b, order]
+        out_r[b, : len(order)] = rows[order]
+    return out_s, out_r
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("quant", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("n,d,b,k", [(1500, 8, 17, 5), (2003, 6, 40, 60), (700, 4, 33, 1000)])
+@pytest.mark.parametrize("frac", [1.0, 0.3])
+def test_exact_on_integer_data(rng, metric, quant, n, d, b, k, frac):
+    """Small integers (and int8 scales that are powers of two): every float32 sum is exact
+    whatever its order, so ids and scores must equal a float64 brute force bit for bit, with
+    heavy ties (3 values per coordinate), zero rows, a zero query, l2 with the centre at 0,
+    and k above the allowed rows (700 rows, k = 1000)."""
+    base = rng.choice([-1.0, 0.0, 1.0], size=(n, d))
+    if quant == "int8":
+        base[:, 0] = 127 * rng.choice([-1, 1], n)  # amax 127: scale = 2^j exactly
+        x = base * 2.0 ** rng.integers(-3, 4, n)[:, None]
+        x[rng.random(n) < 0.05] = 0  # zero-scale rows
+    else:
+        x = base
+    x = x.astype(np.float32)
+    store = VectorStore(d, quant, torch.device("cpu"), n, metric == "l2")
+    store.centre_fixed = True  # centre 0: l2 scores are exact too
+    store.write(torch.arange(n), torch.from_numpy(x))
+    q = rng.choice([-1.0, 0.0, 1.0], size=(b, d)).astype(np.float32)
+    q[0] = 0  # ties every row
+    if quant == "int8":
+        q[1 : b // 2, 0] = 127
+    qs = Queries(q=torch.from_numpy(q), batch=b)
+    if metric == "l2":
+        qs = Scanner(store, metric)._l2_queries(qs)
+    allowed = np.flatnonzero(rng.random(n) < frac) if frac < 1 else np.arange(n)
+    got_s, got_r = batch.search(
+        store, metric, qs, k, n, None if frac == 1 else torch.from_numpy(allowed)
+    )
+    ref_s, ref_r = _brute(x, q, metric, k, allowed)
+    assert np.array_equal(got_r.numpy(), ref_r)
+    assert np.array_equal(got_s.numpy().astype(np.float64), ref_s)
+
+
+@pytest.mark.parametrize("quant", ["fp32", "fp16"])
+def test_overflowed_scores_are_kept(quant):
+    """Scores that overflow float32 to +inf (finite inputs) rank first, as in the blocked
+    scan: the k-th bound at +inf must not turn into NaN (inf - inf)."""
+    big = 1e20 if quant == "fp32" else 6e4
+    x = np.ones((900, 4), np.float32)
+    x[[5, 600]] = big
+    index = Index(4, "ip", quant, "cpu")
+    index.upsert(np.arange(900), x)
+    q = np.full((20, 4), 1e20 if quant == "fp32" else 3e34, np.float32)
+    res = index.search(q, 2)
+    assert (res.rows == [[5, 600]]).all() and np.isposinf(res.scores).all()
