@@ -4,21 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-import linr
 from linr import Index
 from linr.cpu import int8, small
 from linr.cpu.select import topk_ordered
-from linr.testing.topk import assert_same_topk, scores_by_row
-from tests.linr.conftest import stored_vectors
-
-
-def reference(index, q, k, metric, mask):
-    x = stored_vectors(index, index._n_rows)
-    mask = index._valid[: index._n_rows].cpu() & mask
-    if metric == "cosine":  # stored vectors are normalized (then quantized) on insert
-        q = q / np.linalg.norm(q, axis=1, keepdims=True)
-        metric = "ip"
-    return linr.knn(q, x, k, metric, mask=mask)
+from tests.linr.conftest import check_filtered_search
 
 
 def sorted_reference(s: torch.Tensor, k: int):
@@ -58,42 +47,10 @@ def test_select_all_rejected():
 )
 @pytest.mark.parametrize("frac", [1.0, 0.7, 0.2, 0.001])
 def test_small_batches_equal_reference(rng, metric, quant, n, d, b, k, frac):
-    """Every selectivity on both sides of the by-rows switch, through Index.search (auto).
-    Tolerance 1e-4 relative and absolute: float32 sums of D <= 130 terms of N(0, 1) products against
-    float64 (as tests/linr/test_scan.py)."""
+    """Every selectivity on both sides of the by-rows switch, through Index.search (auto),
+    against the float64 reference (conftest.check_filtered_search)."""
     assert b <= small.MAX_BATCH
-    index = Index(d, metric, quant, "cpu")
-    x = (rng.standard_normal((n, d)) + 3 * (metric == "l2")).astype(np.float32)
-    allow = rng.random(n) < frac
-    allow[rng.integers(0, n)] = True
-    index.upsert(np.arange(n) * 3, x, [{"ok": bool(a)} for a in allow])
-    index.delete([0])  # a dead row the filter would allow
-    q = rng.standard_normal((b, d)).astype(np.float32)
-    mask = torch.from_numpy(allow)
-    for f in ("ok == true", None):
-        m = mask if f else torch.ones(n, dtype=torch.bool)
-        ref_s, ref_i = reference(index, q, k, metric, m)
-        full = scores_by_row(*reference(index, q, n, metric, m), n)
-        res = index.search(q, k, f)
-        assert_same_topk(res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4, full)
-
-
-@pytest.mark.parametrize("quant", ["fp32", "int8"])
-def test_equal_vectors_keep_ascending_rows(quant):
-    n = 3001  # not a multiple of any block: tail rows score like the others
-    x = np.tile(np.array([[1, 2, 3, 4, 5]], np.float32), (n, 1))
-    x[::7] *= 2
-    index = Index(5, "ip", quant, "cpu")
-    index.upsert(np.arange(n), x, [{"g": i % 3} for i in range(n)])
-    top = list(range(0, n, 7))
-    rest = [r for r in range(n) if r % 7]
-    res = index.search(np.ones(5, np.float32), 600)
-    assert res.rows[0].tolist() == (top + rest)[:600]
-    res = index.search(np.ones(5, np.float32), 60, "g == 1")  # by rows
-    assert (
-        res.rows[0].tolist()
-        == sorted([r for r in range(n) if r % 3 == 1], key=lambda r: (r % 7 != 0, r))[:60]
-    )
+    check_filtered_search(rng, metric, quant, n, d, b, k, frac)
 
 
 @pytest.mark.parametrize("with_faiss", [True, False])

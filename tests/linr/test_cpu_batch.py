@@ -4,13 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-import linr
 from linr import Index
 from linr.cpu import batch, small
 from linr.search.scanner import Queries, Scanner
 from linr.storage import VectorStore
-from linr.testing.topk import assert_same_topk, scores_by_row
-from tests.linr.conftest import stored_vectors
+from tests.linr.conftest import check_filtered_search
 
 
 @pytest.fixture(autouse=True)
@@ -28,15 +26,6 @@ def small_blocks(monkeypatch):
     return calls
 
 
-def reference(index, q, k, metric, mask):
-    x = stored_vectors(index, index._n_rows)
-    mask = index._valid[: index._n_rows].cpu() & mask
-    if metric == "cosine":  # stored vectors are normalized (then quantized) on insert
-        q = q / np.linalg.norm(q, axis=1, keepdims=True)
-        metric = "ip"
-    return linr.knn(q, x, k, metric, mask=mask)
-
-
 @pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
 @pytest.mark.parametrize("quant", ["fp32", "fp16", "int8"])
 @pytest.mark.parametrize(
@@ -47,23 +36,11 @@ def reference(index, q, k, metric, mask):
 )
 @pytest.mark.parametrize("frac", [1.0, 0.6, 0.05, 0.0])
 def test_batches_equal_reference(rng, small_blocks, metric, quant, n, d, b, k, frac):
-    """Through Index.search (auto) at every selectivity, the empty filter included.
-    Tolerance 1e-4 relative and absolute: float32 sums of D <= 37 terms of N(0, 1) products
-    against float64 (as tests/linr/test_scan.py); fp16 codes are exact in float32."""
+    """Through Index.search (auto) at every selectivity, the empty filter included, against
+    the float64 reference (conftest.check_filtered_search: its tolerance covers D <= 37);
+    fp16 codes are exact in float32."""
     assert b > small.MAX_BATCH
-    index = Index(d, metric, quant, "cpu")
-    x = (rng.standard_normal((n, d)) + 3 * (metric == "l2")).astype(np.float32)
-    allow = rng.random(n) < frac
-    index.upsert(np.arange(n) * 3, x, [{"ok": bool(a)} for a in allow])
-    index.delete([0])  # a dead row the filter would allow
-    q = rng.standard_normal((b, d)).astype(np.float32)
-    mask = torch.from_numpy(allow)
-    for f in ("ok == true", None):
-        m = mask if f else torch.ones(n, dtype=torch.bool)
-        ref_s, ref_i = reference(index, q, k, metric, m)
-        full = scores_by_row(*reference(index, q, n, metric, m), n)
-        res = index.search(q, k, f)
-        assert_same_topk(res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4, full)
+    allow = check_filtered_search(rng, metric, quant, n, d, b, k, frac)
     # a filter that allows no live row needs no scan
     assert len(small_blocks) == int(allow[1:].any()) + int(n > 1)
 
@@ -103,7 +80,8 @@ def test_search_equals_plain_twin(rng, metric, quant, spread):
 
 
 @pytest.mark.parametrize("quant", ["fp32", "int8", "fp16"])
-def test_equal_vectors_keep_ascending_rows(quant):
+@pytest.mark.parametrize("b", [1, 20])  # linr.cpu.small (fp16: the blocked scan); this path
+def test_equal_vectors_keep_ascending_rows(quant, b):
     n = 3001  # not a multiple of any block or group: tail rows score like the others
     x = np.tile(np.array([[1, 2, 3, 4, 5]], np.float32), (n, 1))
     x[::7] *= 2
@@ -111,7 +89,7 @@ def test_equal_vectors_keep_ascending_rows(quant):
     index.upsert(np.arange(n), x, [{"g": i % 3} for i in range(n)])
     top = list(range(0, n, 7))
     rest = [r for r in range(n) if r % 7]
-    q = np.ones((20, 5), np.float32)
+    q = np.ones((b, 5), np.float32)
     res = index.search(q, 600)
     assert all(r.tolist() == (top + rest)[:600] for r in res.rows)
     res = index.search(q, 60, "g == 1")
