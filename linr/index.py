@@ -692,8 +692,7 @@ class Index:
             return None
         q = np.ascontiguousarray(q.reshape(1, self.dim))  # faiss reads the buffer
         if self.metric == "cosine":
-            norm = np.linalg.norm(q.astype(np.float64))
-            if norm == 0:
+            if not q.any():  # a zero query: the full path raises
                 return None
             q = normalize_rows(torch.from_numpy(q)).numpy()
         with self.lock:

@@ -10,7 +10,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from linr.filters import FilterNode, filter_to_json, parse_filter
@@ -27,7 +26,6 @@ class Allowed:
         self.mask = mask
         self._count: int | None = None
         self._rows: torch.Tensor | None = None
-        self._rows_np: np.ndarray | None = None
 
     def count(self) -> int:
         if self._count is None:
@@ -39,12 +37,6 @@ class Allowed:
         if self._rows is None:
             self._rows = torch.nonzero(self.mask).flatten()
         return self._rows
-
-    def rows_np(self) -> np.ndarray:
-        """rows() as numpy (the same memory)."""
-        if self._rows_np is None:
-            self._rows_np = self.rows().numpy()
-        return self._rows_np
 
 
 class MaskCache:

@@ -48,6 +48,8 @@ _GATHER_ALONE_BELOW = 1 << 22
 _GRAIN = 32768
 # Rows per thread below which one thread scores the allowed rows alone.
 _ROWS_PER_THREAD = 4096
+# one_query_by_rows serves fewer allowed rows than this, on one thread: interleaved with
+# other systems, two threads were no faster at 13k rows (38,695 x 384, 34%).
 _ONE_THREAD_ROWS = 16384
 
 _pool: ThreadPoolExecutor | None = None
@@ -123,7 +125,7 @@ def one_query_by_rows(
         return None
     if os.environ.get("LINR_CPU_SMALL", "") == "off" or not store.codes.is_contiguous():
         return None
-    rn = rows.rows_np()
+    rn = rows.rows().numpy()
     if store.quantization == "fp32":
         s = _dot_rows_faiss(store.codes.numpy(), q, rn, faiss)
     elif (
@@ -161,11 +163,8 @@ def _fp32_scores(
     q = queries.q
     sqn = None if store.sqnorms is None else store.sqnorms.numpy()
     if rows is not None:
+        s = dot_rows(store.codes, q, rows, faiss).numpy()
         rn = rows.numpy()
-        if faiss is not None and store.codes.is_contiguous():
-            s = _dot_rows_faiss(store.codes.numpy(), q.contiguous().numpy(), rn, faiss)
-        else:
-            s = dot_rows(store.codes, q, rows, faiss).numpy()
         return _finish(s, metric, queries, None if sqn is None else sqn[rn]), rn
     s = _products(q, store.codes[:n_rows]).numpy()
     s = _finish(s, metric, queries, None if sqn is None else sqn[:n_rows])
@@ -208,22 +207,6 @@ def _dot_rows_faiss(cn: np.ndarray, qn: np.ndarray, rn: np.ndarray, faiss: Any) 
     m = rn.shape[0]
     on = np.empty((b, m), dtype=np.float32)
     parts = max(1, min(torch.get_num_threads(), m // _ROWS_PER_THREAD))
-    if b == 1 and parts == 1:  # one call, the common case of a single query
-        before = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)  # why: see part() below
-        try:
-            faiss.fvec_inner_products_by_idx(
-                faiss.swig_ptr(on),
-                faiss.swig_ptr(qn),
-                faiss.swig_ptr(cn),
-                faiss.swig_ptr(rn),
-                d,
-                1,
-                m,
-            )
-        finally:
-            faiss.omp_set_num_threads(before)
-        return on
     step = math.ceil(m / parts)
 
     def part(bi: int, r0: int) -> None:
