@@ -137,3 +137,27 @@ def test_one_query_path_equals_full_path(rng, monkeypatch, metric, quant, n, d, 
         assert not used  # l2 needs centred queries: the full path
     elif n > 10:
         assert used
+
+
+@pytest.mark.parametrize("d", [4, 8, 12, 13, 24, 384])
+def test_one_query_full_product_scores_each_row_alone(rng, d):
+    """One query over every row (faiss's fvec_inner_products_ny, or the 2-row product where
+    its kernels score rows in blocks): equal vectors anywhere in the rows get equal scores,
+    so ties keep ascending rows; above 12 dimensions the scores equal the by-rows path's
+    (fvec_inner_products_by_idx), bit for bit. 9,001 rows: split over the threads."""
+    pytest.importorskip("faiss")
+    n = 9001
+    index = Index(d, "ip", "fp32", "cpu")
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    x[::7] = 5 * x[0]  # |<q, x_0>| = 25 ||x_0||^2 outscores the other rows (~ 4 * 5 ||x_0||)
+    index.upsert(np.arange(n), x, [{"g": int(r % 7 == 0)} for r in range(n)])
+    q = x[0] / 5 + rng.standard_normal(d).astype(np.float32) * 0.01
+    k = n // 7 + 5
+    full = index.search(q, k)
+    equal = np.arange(0, n, 7)
+    assert np.array_equal(full.rows[0, : equal.shape[0]], equal)
+    assert (full.scores[0, : equal.shape[0]] == full.scores[0, 0]).all()
+    few = index.search(q, k, "g == 1")
+    assert np.array_equal(few.rows[0, : equal.shape[0]], equal)
+    if d > 12:
+        assert np.array_equal(few.scores[0, : equal.shape[0]], full.scores[0, : equal.shape[0]])
