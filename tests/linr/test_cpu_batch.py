@@ -26,6 +26,14 @@ def small_blocks(monkeypatch):
     return calls
 
 
+@pytest.fixture(autouse=True, params=["screen", "float"])
+def screen(request, monkeypatch):
+    """Every test twice: fp32 and fp16 rows screened with int8 products (batch._screens)
+    from 17 queries on, and scored in float throughout."""
+    monkeypatch.setattr(batch, "_SCREEN_MIN_BATCH", 17 if request.param == "screen" else 1 << 30)
+    return request.param
+
+
 @pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
 @pytest.mark.parametrize("quant", ["fp32", "fp16", "int8"])
 @pytest.mark.parametrize(
