@@ -28,7 +28,9 @@ Ties keep ascending rows (linr.ops.merge_topk).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,8 @@ _MIN_ROWS = 1 << 15
 # fp32 and fp16 batches of at least this many queries are screened with int8 products
 # (_screens).
 _SCREEN_MIN_BATCH = 256
+# ... and where an int8 block product costs at most this fraction of a float32 one.
+_SCREEN_GAIN = 4.0
 # New lower bounds are merged into the top k when this many (or B) have come.
 _MERGE_MIN = 4096
 
@@ -82,12 +86,43 @@ def applies(store: Any, queries: Any, k: int, n_allowed: int) -> bool:
 def _screens(store: Any, b: int) -> bool:
     """fp32 and fp16 rows are screened with int8 products (each row rounded to int8 at
     its own scale, block by block; the bounds cover the rounding) and the kept entries
-    scored again in float32, when the batch is large enough for products to dominate:
-    at 1M x 128, B = 1,024 on AMD EPYC an int8 product took 0.35-0.4 s against 1.6-2.1 s
-    in float32 (OpenBLAS or MKL). Rounding a block costs about a product at B = 64."""
+    scored again in float32, where int8 products are enough cheaper to pay for the looser
+    bounds: at 1M x 128, B = 1,024 on AMD EPYC the int8 products took 0.35-0.4 s against
+    1.6-2.1 s in float32 and the whole search 1.8-2.2 s against 2.5-3.0 s; at B = 256 the
+    two were even. Measured once per dimension and batch size (_screen_pays)."""
     if store.quantization not in ("fp32", "fp16") or b < _SCREEN_MIN_BATCH:
         return False
-    return os.environ.get("LINR_CPU_SCREEN", "") != "off" and int8.supported(store.dim)
+    if os.environ.get("LINR_CPU_SCREEN", "") == "off" or not int8.supported(store.dim):
+        return False
+    return _screen_pays(store.dim, 1 << min(b.bit_length() - 1, 10))
+
+
+@cache
+def _screen_pays(d: int, b: int) -> bool:
+    """Whether rounding a block of 2,048 rows to int8 and its int8 product with b queries
+    take at most 1 / _SCREEN_GAIN of the float32 product, on this machine (best of 5):
+    4.4-5.7x at B = 1,024 and 2.3x at B = 256 on the dev machine's AMD EPYC; 3.3x at
+    1,024 on its Intel Xeon, where MKL's sgemm is fast."""
+    g = torch.Generator().manual_seed(d)
+    x = torch.randn((2048, d), generator=g)
+    q = torch.randn((b, d), generator=g)
+    q8 = torch.randint(-127, 128, (b, d), dtype=torch.int8, generator=g)
+    sc = (torch.maximum(-x.amin(1), x.amax(1)) / 127).clamp_(min=1e-30)[:, None]
+
+    def best(f: Any) -> float:
+        f()
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    fp = best(lambda: torch.mm(q, x.T))
+    i8 = best(
+        lambda: torch._int_mm(q8, torch.div(x, sc).round_().clamp_(-127, 127).to(torch.int8).T)
+    )
+    return fp >= _SCREEN_GAIN * i8
 
 
 def _row_scales(store: Any, n_rows: int) -> torch.Tensor:

@@ -10,6 +10,8 @@ from linr.search.scanner import Queries, Scanner
 from linr.storage import VectorStore
 from tests.linr.conftest import check_filtered_search
 
+SCREEN_PAYS = batch._screen_pays
+
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
@@ -31,7 +33,17 @@ def screen(request, monkeypatch):
     """Every test twice: fp32 and fp16 rows screened with int8 products (batch._screens)
     from 17 queries on, and scored in float throughout."""
     monkeypatch.setattr(batch, "_SCREEN_MIN_BATCH", 17 if request.param == "screen" else 1 << 30)
+    monkeypatch.setattr(batch, "_screen_pays", lambda d, b: True)
     return request.param
+
+
+def test_screen_is_measured_once_per_shape():
+    """Whether the screen pays is timed on this machine, once per (dimension, batch)."""
+    pays = SCREEN_PAYS  # the fixture above stands in for it elsewhere
+    pays.cache_clear()
+    got = pays(24, 256)
+    assert isinstance(got, bool) and pays(24, 256) is got
+    assert pays.cache_info().hits == 1
 
 
 @pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
