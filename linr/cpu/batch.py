@@ -38,7 +38,7 @@ import torch
 
 from linr.cpu import int8
 from linr.cpu.small import MAX_BATCH
-from linr.ops.merge_topk import merge_topk
+from linr.ops.merge_topk import merge_topk, segmented_topk
 from linr.search.plan import faiss_module
 
 # Entries of one [C, B] product block: 2^21 (8 MB) stays in the caches of the dev machine.
@@ -62,8 +62,10 @@ _MIN_ROWS = 1 << 15
 # fp32 and fp16 batches of at least this many queries are screened with int8 products
 # (_screens).
 _SCREEN_MIN_BATCH = 256
-# ... and where an int8 block product costs at most this fraction of a float32 one.
+# ... and where a float32 block product costs at least this many int8 ones.
 _SCREEN_GAIN = 4.0
+# int8 and screened rows are decoded and scored again this many values at a time (16 MB).
+_RESCORE_VALUES = 1 << 22
 # New lower bounds are merged into the top k when this many (or B) have come.
 _MERGE_MIN = 4096
 
@@ -94,13 +96,15 @@ def _screens(store: Any, b: int) -> bool:
         return False
     if os.environ.get("LINR_CPU_SCREEN", "") == "off" or not int8.supported(store.dim):
         return False
-    return _screen_pays(store.dim, 1 << min(b.bit_length() - 1, 10))
+    return _screen_pays(store.dim, 1 << min(b.bit_length() - 1, 10), torch.get_num_threads())
 
 
 @cache
-def _screen_pays(d: int, b: int) -> bool:
+def _screen_pays(d: int, b: int, threads: int) -> bool:
     """Whether rounding a block of 2,048 rows to int8 and its int8 product with b queries
-    take at most 1 / _SCREEN_GAIN of the float32 product, on this machine (best of 5):
+    take at most 1 / _SCREEN_GAIN of the float32 product on this machine, with `threads`
+    torch threads (best of 5). Timed, so two machines may choose differently; either way
+    the results are the plain path's, up to float32 summation order:
     4.4-5.7x at B = 1,024 and 2.3x at B = 256 on the dev machine's AMD EPYC; 3.3x at
     1,024 on its Intel Xeon, where MKL's sgemm is fast."""
     g = torch.Generator().manual_seed(d)
@@ -180,7 +184,7 @@ def search(
     if is8:
         q8, alpha, c, umax = int8.quantize_queries(q)
         e = torch.from_numpy(127.0 * c)
-        if screen:  # |<q, x - scale * code>| <= scale * (1/2 + 2^-17) * ||q||_1 (the rounding)
+        if screen:  # |<q, x - scale * code>| <= scale * (1/2 + 2^-16) * ||q||_1 (the rounding)
             e += (0.5 + 2.0**-16) * q.double().abs().sum(1)
         smax = float(scales[:n_rows].max()) if n_rows else 0.0
         mag = smax * (torch.from_numpy(umax) + e)
@@ -493,56 +497,68 @@ def _per_query(qb: torch.Tensor, v: torch.Tensor, b: int, fill: float) -> torch.
 def _finish(
     store: Any, model: _Model, q: torch.Tensor, kept: _Kept, t: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The exact top k among the kept entries that reach the final T, query by query in
-    numpy: each query's rows are decoded against its own vector, with no [entries, D]
-    gather of the queries (at 1M x 128, B = 1,024, int8: 0.35 s for ~490k entries with
-    one gather per 32k entries)."""
+    """The exact top k among the kept entries that reach the final T. int8 and screened
+    rows are scored again query by query, each query's rows against its own vector (no
+    [entries, D] gather of the queries: at 1M x 128, B = 1,024, int8 that took 0.35 s for
+    ~490k entries), at most _RESCORE_VALUES decoded values at a time (a zero query keeps
+    every row)."""
     b = q.shape[0]
     qb, row, up = kept.take(t)
+    if not model.int8:  # fp32/fp16: the bound is the float32 score itself
+        return segmented_topk(qb, up.float(), row, b, k)
     order = torch.argsort(qb, stable=True)
-    qs, rs, us = qb[order].numpy(), row[order].numpy(), up[order].numpy()
+    qb, row = qb[order], row[order]
+    qs, rs = qb.numpy(), row.numpy()
     bounds = np.searchsorted(qs, np.arange(b + 1))
-    out_s = np.full((b, k), -np.inf, dtype=np.float32)
-    out_r = np.full((b, k), -1, dtype=np.int64)
+    s = np.empty(rs.shape[0], dtype=np.float32)
     codes, qn = store.codes.numpy(), q.numpy()
-    scales = store.scales.numpy() if model.int8 and not model.screen else None
-    sqn = store.sqnorms.numpy() if model.int8 and model.l2 else None
-    const = model.const.float().numpy()
+    scales = None if model.screen else store.scales.numpy()
     # Screened fp32 rows: faiss's fvec_inner_products_by_idx scores them where they lie
     # (a numpy gather of ~700k rows took 0.21 s of 0.37 s here), as linr.cpu.small does.
-    faiss = faiss_module() if model.screen and codes.dtype == np.float32 else None
+    faiss = None
+    if model.screen and codes.dtype == np.float32 and store.codes.is_contiguous():
+        faiss = faiss_module()
     threads = 0 if faiss is None else faiss.omp_get_max_threads()
+    step = max(1, _RESCORE_VALUES // store.dim)
     try:
         if faiss is not None:  # one thread: no OpenMP team per call (linr.cpu.small)
             faiss.omp_set_num_threads(1)
         # Overflow goes to +inf, as in the plain path's float32 product.
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             for i in np.flatnonzero(bounds[1:] > bounds[:-1]):
-                r = rs[bounds[i] : bounds[i + 1]]
-                if not model.int8:  # fp32/fp16: the bound is the float32 score itself
-                    s = us[bounds[i] : bounds[i + 1]].astype(np.float32)
-                elif faiss is not None:
-                    s = np.empty(r.shape[0], dtype=np.float32)
-                    ptr = faiss.swig_ptr
-                    faiss.fvec_inner_products_by_idx(
-                        ptr(s), ptr(qn[i]), ptr(codes), ptr(r), codes.shape[1], 1, r.shape[0]
-                    )
-                else:  # the plain path's float32 formula on the decoded rows
-                    x = codes[r].astype(np.float32)
-                    if scales is not None:
-                        x *= scales[r][:, None]
-                    x *= qn[i]
-                    s = x.sum(1)
-                if model.int8 and sqn is not None:
-                    s = 2 * s - sqn[r] - const[i]
-                # (score desc, row asc); a zero query ties every row: O(entries) memory
-                top = np.lexsort((r, -s))[:k]
-                out_s[i, : top.shape[0]] = s[top]
-                out_r[i, : top.shape[0]] = r[top]
+                for r0 in range(bounds[i], bounds[i + 1], step):
+                    r1 = min(r0 + step, bounds[i + 1])
+                    _rescore(s[r0:r1], codes, scales, qn[i], rs[r0:r1], faiss)
     finally:
         if faiss is not None:
             faiss.omp_set_num_threads(threads)
-    return torch.from_numpy(out_s), torch.from_numpy(out_r)
+    scores = torch.from_numpy(s)
+    if model.l2:  # the plain path's l2 formula, as before
+        scores = 2 * scores - store.sqnorms[row] - model.const.float()[qb]
+    return segmented_topk(qb, scores, row, b, k)
+
+
+def _rescore(
+    out: np.ndarray,
+    codes: np.ndarray,
+    scales: np.ndarray | None,
+    q: np.ndarray,
+    r: np.ndarray,
+    faiss: Any,
+) -> None:
+    """out[j] = <q, x_{r[j]}> in float32: the plain path's decoded rows (int8: float32(code)
+    * scale), with faiss's by-index loop where given (float32 rows, in place)."""
+    if faiss is not None:
+        p = faiss.swig_ptr
+        faiss.fvec_inner_products_by_idx(
+            p(out), p(q), p(codes), p(r), codes.shape[1], 1, r.shape[0]
+        )
+        return
+    x = codes[r].astype(np.float32)
+    if scales is not None:
+        x *= scales[r][:, None]
+    x *= q
+    out[:] = x.sum(1)
 
 
 def reference(

@@ -36,11 +36,15 @@ def supported(d: int) -> bool:
     # and batches (linr.cpu.batch) may differ.
     for cols in (1, 3, 19):
         a = torch.randint(-127, 128, (cols, d), dtype=torch.int8, generator=g)
+        want = a.to(torch.int32) @ b.to(torch.int32).T
         try:
             got = torch._int_mm(b, a.T.contiguous()).T  # the layout of `products`
+            # linr.cpu.batch's: queries on the left, the codes transposed, into `out`
+            out = torch.empty((cols, b.shape[0]), dtype=torch.int32)
+            torch._int_mm(a, b.T, out=out)
         except RuntimeError:
             return False
-        if not torch.equal(got, a.to(torch.int32) @ b.to(torch.int32).T):
+        if not (torch.equal(got, want) and torch.equal(out, want)):
             return False
     return True
 

@@ -19,6 +19,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -181,16 +182,34 @@ def _products(q: torch.Tensor, x: torch.Tensor, faiss: Any = None) -> torch.Tens
     machine, where MKL's sgemm (torch's BLAS) is 4-9x off it on AMD EPYC (1M x 128: 17 ms
     against 153 ms; 38,695 x 384: 1.4 ms against 13 ms)."""
     if q.shape[0] == 1:
-        if faiss is not None and _ny_rowwise(x):
+        if faiss is not None and _ny_rowwise(x, faiss):
             return torch.from_numpy(_dot_rows_faiss(x.numpy(), q.contiguous().numpy(), None, faiss))
         return (torch.cat([q, q]) @ x.T)[:1]
     return q @ x.T
 
 
-def _ny_rowwise(x: torch.Tensor) -> bool:
-    """Whether fvec_inner_products_ny scores each row of x alone: its kernels for 2, 4, 8
-    and 12 dimensions score rows in blocks (a row's sum then depends on its place)."""
-    return x.dtype == torch.float32 and x.is_contiguous() and x.shape[1] > 12
+def _ny_rowwise(x: torch.Tensor, faiss: Any) -> bool:
+    """Whether fvec_inner_products_ny scores each row of x alone: its x86 kernels for 2, 4,
+    8 and 12 dimensions score rows in blocks (a row's sum then depends on its place), and
+    other builds may block others; checked once per dimension (_ny_scores_rows_alone)."""
+    if x.dtype != torch.float32 or not x.is_contiguous() or x.shape[1] <= 12:
+        return False
+    return _ny_scores_rows_alone(x.shape[1], faiss)
+
+
+@cache
+def _ny_scores_rows_alone(d: int, faiss: Any) -> bool:
+    """fvec_inner_products_ny equals fvec_inner_products_by_idx bit for bit at dimension d,
+    on 67 random rows and on the same rows from the 6th on."""
+    rng = np.random.default_rng(d)
+    x = rng.standard_normal((67, d), dtype=np.float32)
+    q = rng.standard_normal((1, d), dtype=np.float32)
+    ptr = faiss.swig_ptr
+    ny, tail = np.empty(67, np.float32), np.empty(62, np.float32)
+    faiss.fvec_inner_products_ny(ptr(ny), ptr(q), ptr(x), d, 67)
+    faiss.fvec_inner_products_ny(ptr(tail), ptr(q), ptr(x[5:]), d, 62)
+    by_idx = _dot_rows_faiss(x, q, np.arange(67, dtype=np.int64), faiss)[0]
+    return bool(np.array_equal(ny, by_idx) and np.array_equal(ny[5:], tail))
 
 
 def _dot_all(q: torch.Tensor, block: np.ndarray, faiss: Any) -> np.ndarray:

@@ -33,7 +33,7 @@ def screen(request, monkeypatch):
     """Every test twice: fp32 and fp16 rows screened with int8 products (batch._screens)
     from 17 queries on, and scored in float throughout."""
     monkeypatch.setattr(batch, "_SCREEN_MIN_BATCH", 17 if request.param == "screen" else 1 << 30)
-    monkeypatch.setattr(batch, "_screen_pays", lambda d, b: True)
+    monkeypatch.setattr(batch, "_screen_pays", lambda d, b, threads: True)
     return request.param
 
 
@@ -41,8 +41,8 @@ def test_screen_is_measured_once_per_shape():
     """Whether the screen pays is timed on this machine, once per (dimension, batch)."""
     pays = SCREEN_PAYS  # the fixture above stands in for it elsewhere
     pays.cache_clear()
-    got = pays(24, 256)
-    assert isinstance(got, bool) and pays(24, 256) is got
+    got = pays(24, 256, 2)
+    assert isinstance(got, bool) and pays(24, 256, 2) is got
     assert pays.cache_info().hits == 1
 
 
@@ -89,8 +89,10 @@ def test_search_equals_plain_twin(rng, metric, quant, spread):
     store, qs = _store(rng, n, d, quant, metric, b, spread)
     qs.q[1, 0] = 1e3
     qs.q[2] = 0.0
+    codes = store.codes.clone()
     for rows in (None, torch.from_numpy(np.flatnonzero(rng.random(n) < 0.4))):
         got_s, got_r = batch.search(store, metric, qs, k, n, rows)
+        assert torch.equal(store.codes, codes)  # the screen rounds copies of the rows
         ref_s, ref_r = batch.reference(store, metric, qs, k, n, rows)
         scale = ref_s.abs().amax(1, keepdim=True).clamp(min=1)
         assert torch.allclose(got_s, ref_s, rtol=0, atol=1e-4 * float(scale.max()))
@@ -198,3 +200,19 @@ def test_overflowed_scores_are_kept(quant):
     q = np.full((20, 4), 1e20 if quant == "fp32" else 3e34, np.float32)
     res = index.search(q, 2)
     assert (res.rows == [[5, 600]]).all() and np.isposinf(res.scores).all()
+
+
+@pytest.mark.parametrize("quant", ["fp32", "int8"])
+def test_scores_at_minus_inf_pad_as_the_blocked_scan(monkeypatch, quant):
+    """Rows whose scores overflow to -inf, with k above the finite ones: the same rows and
+    scores as the blocked scan (a -inf score comes back as row -1)."""
+    x = np.ones((900, 4), np.float32)
+    x[[5, 600]] = -1e20 if quant == "fp32" else -1e30
+    index = Index(4, "ip", quant, "cpu")
+    index.upsert(np.arange(900), x)
+    q = np.full((20, 4), 1e20, np.float32)
+    got = index.search(q, 900)
+    monkeypatch.setenv("LINR_CPU_BATCH", "off")
+    want = index.search(q, 900)
+    assert np.array_equal(got.rows, want.rows) and np.array_equal(got.scores, want.scores)
+    assert (got.rows[:, -2:] == -1).all() and np.isneginf(got.scores[:, -2:]).all()
