@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from linr.cpu import int8
-from linr.cpu.small import MAX_BATCH
+from linr.cpu.small import MAX_BATCH, _dot_rows_faiss
 from linr.ops.merge_topk import merge_topk, segmented_topk
 from linr.search.plan import faiss_module
 
@@ -252,7 +252,6 @@ class _Layout:
     rows: torch.Tensor  # [n] int64
     view: bool  # rows are 0..n-1: blocks are views of the codes
     scale: torch.Tensor | None  # int8: [groups * _GROUP] float64, in scan order
-    scale32: torch.Tensor | None  # the same in float32 (the screen divides by it)
     smin: torch.Tensor | None  # int8: [groups]
     smax: torch.Tensor | None
     sqn: torch.Tensor | None  # l2: [groups * _GROUP] float32, in scan order
@@ -265,7 +264,7 @@ class _Layout:
     ) -> _Layout:
         n = rows.shape[0]
         pad = -n % _GROUP
-        scale = scale32 = smin = smax = sqn = sqmin = sqmax = None
+        scale = smin = smax = sqn = sqmin = sqmax = None
         # Stored int8 rows by scale; l2 rows of floats (screened or not) by squared norm.
         # The screen's ip rows stay in place (the blocks are then views, without a sort
         # and a gather: 1.91 s against 2.07 s at 1M x 128, B = 1,024; their scales, max
@@ -275,8 +274,8 @@ class _Layout:
         elif model.int8 and not model.screen:
             rows = rows[torch.argsort(scales.index_select(0, rows))]
         if model.int8:
-            scale32 = scales.index_select(0, rows)
-            scale = torch.cat([scale32.double(), scale32[-1:].double().expand(pad)])
+            key = scales.index_select(0, rows).double()
+            scale = torch.cat([key, key[-1:].expand(pad)])
             g = scale.view(-1, _GROUP)
             smin, smax = g.amin(1), g.amax(1)
         if model.l2:
@@ -285,7 +284,7 @@ class _Layout:
             sqmin = torch.cat([sq, sq.new_full((pad,), torch.inf)]).view(-1, _GROUP).amin(1)
             sqmax = torch.cat([sq, sq.new_zeros(pad)]).view(-1, _GROUP).amax(1)
             sqn = torch.cat([sqn, sqn.new_zeros(pad)])
-        return cls(rows, view, scale, scale32, smin, smax, sqn, sqmin, sqmax)
+        return cls(rows, view, scale, smin, smax, sqn, sqmin, sqmax)
 
     def terms(
         self, c0: int, c1: int, at: torch.Tensor | None
@@ -324,8 +323,8 @@ def _scan_block(
     # faults, up to 440k in one search at 1M x 128 (int8 products 1.9 s instead of 0.34 s).
     dst = {"out": out} if c1 - c0 == out.shape[1] else {}
     if model.screen:  # round each row to int8 at its scale (the bound's e covers it)
-        assert lay.scale32 is not None
-        x = torch.div(block.float(), lay.scale32[c0:c1, None])
+        assert lay.scale is not None  # float64 of float32 scales: .float() is exact
+        x = torch.div(block.float(), lay.scale[c0:c1, None].float())
         block = x.round_().clamp_(-127, 127).to(torch.int8)
     if model.int8:
         p = torch._int_mm(lhs, block.T, **dst)  # int32, exact
@@ -518,20 +517,13 @@ def _finish(
     faiss = None
     if model.screen and codes.dtype == np.float32 and store.codes.is_contiguous():
         faiss = faiss_module()
-    threads = 0 if faiss is None else faiss.omp_get_max_threads()
     step = max(1, _RESCORE_VALUES // store.dim)
-    try:
-        if faiss is not None:  # one thread: no OpenMP team per call (linr.cpu.small)
-            faiss.omp_set_num_threads(1)
-        # Overflow goes to +inf, as in the plain path's float32 product.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for i in np.flatnonzero(bounds[1:] > bounds[:-1]):
-                for r0 in range(bounds[i], bounds[i + 1], step):
-                    r1 = min(r0 + step, bounds[i + 1])
-                    _rescore(s[r0:r1], codes, scales, qn[i], rs[r0:r1], faiss)
-    finally:
-        if faiss is not None:
-            faiss.omp_set_num_threads(threads)
+    # Overflow goes to +inf, as in the plain path's float32 product.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in np.flatnonzero(bounds[1:] > bounds[:-1]):
+            for r0 in range(bounds[i], bounds[i + 1], step):
+                r1 = min(r0 + step, bounds[i + 1])
+                s[r0:r1] = _rescore(codes, scales, qn[i : i + 1], rs[r0:r1], faiss)
     scores = torch.from_numpy(s)
     if model.l2:  # the plain path's l2 formula, as before
         scores = 2 * scores - store.sqnorms[row] - model.const.float()[qb]
@@ -539,26 +531,18 @@ def _finish(
 
 
 def _rescore(
-    out: np.ndarray,
-    codes: np.ndarray,
-    scales: np.ndarray | None,
-    q: np.ndarray,
-    r: np.ndarray,
-    faiss: Any,
-) -> None:
-    """out[j] = <q, x_{r[j]}> in float32: the plain path's decoded rows (int8: float32(code)
-    * scale), with faiss's by-index loop where given (float32 rows, in place)."""
+    codes: np.ndarray, scales: np.ndarray | None, q: np.ndarray, r: np.ndarray, faiss: Any
+) -> np.ndarray:
+    """<q, x_r> in float32 for q [1, D]: the plain path's decoded rows (int8: float32(code)
+    * scale), with linr.cpu.small's by-index scoring where faiss is given (float32 rows,
+    in place)."""
     if faiss is not None:
-        p = faiss.swig_ptr
-        faiss.fvec_inner_products_by_idx(
-            p(out), p(q), p(codes), p(r), codes.shape[1], 1, r.shape[0]
-        )
-        return
+        return _dot_rows_faiss(codes, q, r, faiss)[0]
     x = codes[r].astype(np.float32)
     if scales is not None:
         x *= scales[r][:, None]
-    x *= q
-    out[:] = x.sum(1)
+    x *= q[0]
+    return x.sum(1)
 
 
 def reference(
