@@ -36,6 +36,9 @@ class VectorStore:
         # on it. Zero for data near the origin, where it would change nothing.
         self.centre = torch.zeros(dim, dtype=torch.float32, device=device) if with_norms else None
         self.centre_fixed = False
+        # Counts the calls that change rows: what is derived from them (linr.cpu.batch's
+        # scan order) is kept until it moves.
+        self.generation = 0
 
     @property
     def capacity(self) -> int:
@@ -59,12 +62,14 @@ class VectorStore:
         def install() -> None:
             assert codes is not None
             self.codes, self.scales, self.sqnorms = codes, scales, sqnorms
+            self.generation += 1
 
         return install
 
     def write(self, rows: torch.Tensor, x: torch.Tensor) -> None:
         """rows: int64 [n] on the device; x: float32 [n, D] (already normalized for cosine)."""
         codes, scales = encode(x, self.quantization)
+        self.generation += 1  # before and after: a failed write leaves no stale scan order
         if self.centre is not None and not self.centre_fixed and x.shape[0]:
             self.centre = choose_centre(x)
             self.centre_fixed = True
@@ -73,6 +78,7 @@ class VectorStore:
             self.scales[rows] = scales
         if self.sqnorms is not None:
             self.sqnorms[rows] = self.centred_sqnorms(decode(codes, scales))
+        self.generation += 1
 
     def centred_sqnorms(self, x: torch.Tensor) -> torch.Tensor:
         """||x - c||^2 per row, summed in float64: these are exact inputs of every score."""
@@ -119,6 +125,7 @@ class VectorStore:
             if "centre" in tensors:
                 self.centre = tensors["centre"].to(self.device, torch.float32)
             self.centre_fixed = n > 0 or "centre" in tensors
+        self.generation += 1
 
 
 def choose_centre(x: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,11 @@ rows is scored (torch.mm for fp32 and fp16, torch._int_mm for int8), then:
   query keeps T, a lower bound of its k-th best score (the k-th largest lower bound of the
   rows seen so far). Only the (group, query) pairs whose bound reaches T are opened;
 - the entries of an opened group that reach T are kept, with their bounds, and T rises.
-Once T is near the k-th score (after a few blocks) a block costs its product and one pass
-of maxima over it.
+T starts from a sample of blocks spread over the rows (_warm_up), so that from the first
+block on a block costs its product, one pass of maxima and a look at a few pairs. int8
+tests the integer maxima, then the entries, against thresholds on the products
+(_thresholds) before any float64 bound is taken. The scan order is kept until a write
+(_layout).
 
 int8: the product of int8 codes with the query rounded to int8 gives, per row, bounds
 lower <= exact <= upper (linr.cpu.int8 derives them). The rows of a block are ordered by
@@ -19,7 +22,7 @@ kept rows whose upper bound reaches the final T are decoded and scored again wit
 float32 formula of the plain path. fp32 and fp16, 256 queries or more (_screens): each
 block's rows are rounded to int8 at their own scale and screened the same way, the bounds
 widened by the rounding; the kept rows are scored again in float32 (an int8 product costs
-a fifth of a float32 one on AMD EPYC). Fewer queries: the products are the scores, as in
+a third to a fifth of a float32 one on AMD EPYC). Fewer queries: the products are the scores, as in
 the plain path (linr/search/scanner.py), up to float32 summation order, which BLAS does not
 fix either; l2 rows are ordered by squared norm for the same reason as int8 rows by scale.
 Ties keep ascending rows (linr.ops.merge_topk).
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -62,12 +66,18 @@ _MIN_ROWS = 1 << 15
 # fp32 and fp16 batches of at least this many queries are screened with int8 products
 # (_screens).
 _SCREEN_MIN_BATCH = 256
-# ... and where a float32 block product costs at least this many int8 ones.
-_SCREEN_GAIN = 4.0
+# ... and where a float32 block product costs at least this many int8 ones. At 1M x 128 on
+# the dev machine's AMD EPYC, where that ratio measured 3.2-4.2 (B = 1,024) and 2.3 (256),
+# the screen took 0.55x the float path's time at B = 1,024, 0.58x at 512, 0.50x at 256 and
+# 1.07x at 64: the rescore and the looser bounds cost less than a float32 product.
+_SCREEN_GAIN = 2.0
 # int8 and screened rows are decoded and scored again this many values at a time (16 MB).
 _RESCORE_VALUES = 1 << 22
 # New lower bounds are merged into the top k when this many (or B) have come.
 _MERGE_MIN = 4096
+# Blocks scanned first to raise T (_warm_up): at most this many, and one in _WARM_SHARE.
+_WARM_BLOCKS = 64
+_WARM_SHARE = 8
 
 
 def applies(store: Any, queries: Any, k: int, n_allowed: int) -> bool:
@@ -105,7 +115,7 @@ def _screen_pays(d: int, b: int, threads: int) -> bool:
     take at most 1 / _SCREEN_GAIN of the float32 product on this machine, with `threads`
     torch threads (best of 5). Timed, so two machines may choose differently; either way
     the results are the plain path's, up to float32 summation order:
-    4.4-5.7x at B = 1,024 and 2.3x at B = 256 on the dev machine's AMD EPYC; 3.3x at
+    3.2-5.7x at B = 1,024 and 2.3x at B = 256 on the dev machine's AMD EPYC; 3.3x at
     1,024 on its Intel Xeon, where MKL's sgemm is fast."""
     g = torch.Generator().manual_seed(d)
     x = torch.randn((2048, d), generator=g)
@@ -179,15 +189,15 @@ def search(
     l2 = metric == "l2"
     screen = _screens(store, b)
     is8 = store.quantization == "int8" or screen
+    layout = _layout(store, is8, screen, l2, n_rows, rows)
     const = queries.l2_const.double() if l2 else torch.zeros(b, dtype=torch.float64)
-    scales = _row_scales(store, n_rows) if screen else store.scales
     if is8:
         q8, alpha, c, umax = int8.quantize_queries(q)
         e = torch.from_numpy(127.0 * c)
         if screen:  # |<q, x - scale * code>| <= scale * (1/2 + 2^-16) * ||q||_1 (the rounding)
             e += (0.5 + 2.0**-16) * q.double().abs().sum(1)
-        smax = float(scales[:n_rows].max()) if n_rows else 0.0
-        mag = smax * (torch.from_numpy(umax) + e)
+        assert layout.smax is not None
+        mag = float(layout.smax.max()) * (torch.from_numpy(umax) + e)
         lhs = torch.from_numpy(q8)  # [B, D]: _int_mm(lhs, codes [C, D].T)
         a = torch.from_numpy(alpha)
     else:
@@ -200,18 +210,76 @@ def search(
         slack = 2.0**-18 * (2 * mag + sqn_max + const.abs())
     model = _Model(is8, screen, l2, a, e, const, slack, mag)
 
-    sub_all = torch.arange(n_rows) if rows is None else rows
-    view = rows is None and not l2 and (not is8 or screen)  # as _Layout.build orders them
-    layout = _Layout.build(store, model, sub_all, view, scales)
-    n = sub_all.shape[0]
+    n = layout.rows.shape[0]
     chunk = _chunk_rows(b)
+    ends = layout.block_ends(chunk)
     best = _Lower(model, b, k)
     kept = _Kept()
     out = torch.empty((b, chunk), dtype=torch.int32 if is8 else torch.float32)
-    for c0 in range(0, n, chunk):
-        _scan_block(store, model, lhs, layout, c0, min(c0 + chunk, n), best, kept, out)
+    sample = _warm_up(store, model, lhs, layout, n, chunk, best, out)
+    for j, c0 in enumerate(range(0, n, chunk)):
+        c1 = min(c0 + chunk, n)
+        _scan_block(store, model, lhs, layout, c0, c1, best, kept, out, ends[j], j not in sample)
     best.merge()
     return _finish(store, model, q, kept, best.widened(), k)
+
+
+# The scan order of the last rows searched, per store, until its rows change.
+_LAYOUTS: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Any, _Layout]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _layout(
+    store: Any, is8: bool, screen: bool, l2: bool, n_rows: int, rows: torch.Tensor | None
+) -> _Layout:
+    """The scan order of `rows` (None: [0, n_rows)), kept per store until a write: at 1M x
+    128 the sort of int8 rows by scale took 0.1 s of a 1.4 s batch. `rows` is matched by
+    identity (linr.mask_cache hands the same tensor to a repeated filter)."""
+    key = (store.generation, store.codes.data_ptr(), n_rows, is8, screen, l2)
+    got = _LAYOUTS.get(store)
+    if got is not None and got[0] == key and got[1] is rows:
+        return got[2]
+    sub = torch.arange(n_rows) if rows is None else rows
+    view = rows is None and not l2 and (not is8 or screen)  # as _Layout.build orders them
+    scales = _row_scales(store, n_rows) if screen else store.scales
+    lay = _Layout.build(store, is8, screen, l2, sub, view, scales)
+    _LAYOUTS[store] = (key, rows, lay)
+    return lay
+
+
+def _warm_up(
+    store: Any,
+    model: _Model,
+    lhs: torch.Tensor,
+    lay: _Layout,
+    n: int,
+    chunk: int,
+    best: _Lower,
+    out: torch.Tensor,
+) -> frozenset[int]:
+    """Raises T before the scan from a sample of blocks spread over the rows: each
+    query's best row of every group of those blocks (distinct rows: a lower bound of each
+    makes a valid T; _group_lower). Returns the sample's block numbers, whose lower bounds
+    the scan then leaves out (a row counted twice could lift T past the k-th score).
+
+    T from the first block alone is the k-th of 2,048 rows: at 1M x 128, B = 1,024 the
+    first 10 blocks then took 30 ms each against 2 ms once T had risen (most groups
+    opened), 0.3 s of 1.4 s."""
+    full = n // chunk
+    w = min(_WARM_BLOCKS, full // _WARM_SHARE)
+    if w == 0:
+        return frozenset()
+    picks = sorted({j * full // w for j in range(w)})
+    b = lhs.shape[0]
+    ng = chunk // _GROUP
+    lows = []
+    for j in picks:
+        p = _product(store, model, lhs, lay, j * chunk, (j + 1) * chunk, out)
+        g0 = j * chunk // _GROUP
+        lows.append(_group_lower(model, lay, p.view(b, ng, _GROUP).amax(2), g0))
+    best.seed(torch.cat(lows))
+    return frozenset(picks)
 
 
 class _Kept:
@@ -257,10 +325,18 @@ class _Layout:
     sqn: torch.Tensor | None  # l2: [groups * _GROUP] float32, in scan order
     sqmin: torch.Tensor | None  # l2: [groups] float64
     sqmax: torch.Tensor | None
+    ends: dict[int, list[tuple[float, float, float]]]  # block_ends by chunk
 
     @classmethod
     def build(
-        cls, store: Any, model: _Model, rows: torch.Tensor, view: bool, scales: Any
+        cls,
+        store: Any,
+        is8: bool,
+        screen: bool,
+        l2: bool,
+        rows: torch.Tensor,
+        view: bool,
+        scales: Any,
     ) -> _Layout:
         n = rows.shape[0]
         pad = -n % _GROUP
@@ -269,22 +345,46 @@ class _Layout:
         # The screen's ip rows stay in place (the blocks are then views, without a sort
         # and a gather: 1.91 s against 2.07 s at 1M x 128, B = 1,024; their scales, max
         # |x_i| / 127, vary little).
-        if model.l2 and (model.screen or not model.int8):
+        if l2 and (screen or not is8):
             rows = rows[torch.argsort(store.sqnorms.index_select(0, rows))]
-        elif model.int8 and not model.screen:
+        elif is8 and not screen:
             rows = rows[torch.argsort(scales.index_select(0, rows))]
-        if model.int8:
+        if is8:
             key = scales.index_select(0, rows).double()
             scale = torch.cat([key, key[-1:].expand(pad)])
             g = scale.view(-1, _GROUP)
             smin, smax = g.amin(1), g.amax(1)
-        if model.l2:
+        if l2:
             sqn = store.sqnorms.index_select(0, rows)
             sq = sqn.double()
             sqmin = torch.cat([sq, sq.new_full((pad,), torch.inf)]).view(-1, _GROUP).amin(1)
             sqmax = torch.cat([sq, sq.new_zeros(pad)]).view(-1, _GROUP).amax(1)
             sqn = torch.cat([sqn, sqn.new_zeros(pad)])
-        return cls(rows, view, scale, smin, smax, sqn, sqmin, sqmax)
+        return cls(rows, view, scale, smin, smax, sqn, sqmin, sqmax, {})
+
+    def block_ends(self, chunk: int) -> list[tuple[float, float, float]]:
+        """Per block of `chunk` rows: the extremes (largest scale, smallest scale, smallest
+        squared norm) of its groups, for the pre-test of _open (1, 1, 0 where unused)."""
+        if chunk not in self.ends:
+            per = chunk // _GROUP
+            ng = -(-self.rows.shape[0] // _GROUP)
+
+            def fold(v: torch.Tensor | None, big: bool, unused: float) -> list[float]:
+                if v is None:
+                    return [unused] * (-(-ng // per))
+                x = torch.cat([v, v.new_full((-ng % per,), -torch.inf if big else torch.inf)])
+                x = x.view(-1, per)
+                return (x.amax(1) if big else x.amin(1)).tolist()
+
+            self.ends[chunk] = list(
+                zip(
+                    fold(self.smax, True, 1.0),
+                    fold(self.smin, False, 1.0),
+                    fold(self.sqmin, False, 0.0),
+                    strict=True,
+                )
+            )
+        return self.ends[chunk]
 
     def terms(
         self, c0: int, c1: int, at: torch.Tensor | None
@@ -302,6 +402,25 @@ class _Layout:
         return out[0], out[1]
 
 
+def _product(
+    store: Any, model: _Model, lhs: torch.Tensor, lay: _Layout, c0: int, c1: int, out: Any
+) -> torch.Tensor:
+    """[B, C] products of every query with the rows at scan positions [c0, c1): a (query,
+    group) pair's products are contiguous (2 cache lines to gather instead of 32 in [C, B],
+    one per row). Full blocks write into `out` [B, chunk]: a fresh 8 MB product per block
+    cost page faults, up to 440k in one search at 1M x 128 (int8 products 1.9 s instead of
+    0.34 s)."""
+    block = store.codes[c0:c1] if lay.view else store.codes.index_select(0, lay.rows[c0:c1])
+    dst = {"out": out} if c1 - c0 == out.shape[1] else {}
+    if model.screen:  # round each row to int8 at its scale (the bound's e covers it)
+        assert lay.scale is not None  # float64 of float32 scales: .float() is exact
+        x = torch.div(block.float(), lay.scale[c0:c1, None].float())
+        block = x.round_().clamp_(-127, 127).to(torch.int8)
+    if model.int8:
+        return torch._int_mm(lhs, block.T, **dst)  # int32, exact
+    return torch.mm(lhs, (block.float() if block.dtype != torch.float32 else block).T, **dst)
+
+
 def _scan_block(
     store: Any,
     model: _Model,
@@ -312,103 +431,179 @@ def _scan_block(
     best: _Lower,
     kept: _Kept,
     out: torch.Tensor,
+    ends: tuple[float, float, float],
+    adds: bool,
 ) -> None:
     """Scores the rows at scan positions [c0, c1) (c0 a multiple of _GROUP) against every
-    query; keeps the entries that reach T and passes their lower bounds to `best`."""
-    sub = lay.rows[c0:c1]
-    block = store.codes[c0:c1] if lay.view else store.codes.index_select(0, sub)
-    # [B, C]: a (query, group) pair's products are contiguous (2 cache lines to gather
-    # instead of 32 in [C, B], one per row); lhs is the queries [B, D].
-    # Full blocks write into `out` [B, chunk]: a fresh 8 MB product per block cost page
-    # faults, up to 440k in one search at 1M x 128 (int8 products 1.9 s instead of 0.34 s).
-    dst = {"out": out} if c1 - c0 == out.shape[1] else {}
-    if model.screen:  # round each row to int8 at its scale (the bound's e covers it)
-        assert lay.scale is not None  # float64 of float32 scales: .float() is exact
-        x = torch.div(block.float(), lay.scale[c0:c1, None].float())
-        block = x.round_().clamp_(-127, 127).to(torch.int8)
-    if model.int8:
-        p = torch._int_mm(lhs, block.T, **dst)  # int32, exact
-    else:
-        p = torch.mm(lhs, (block.float() if block.dtype != torch.float32 else block).T, **dst)
+    query; keeps the entries that reach T and, when `adds`, passes their lower bounds to
+    `best`. ends: the block's extremes (_Layout.block_ends)."""
+    p = _product(store, model, lhs, lay, c0, c1, out)
     b, c = p.shape
     ng = -(-c // _GROUP)
     if c % _GROUP:  # pad the last block; the padding entries are dropped below
         p = torch.cat([p, p.new_zeros((b, ng * _GROUP - c))], dim=1)
-    seeded = best.empty()
+    seeded = adds and best.empty()
     if seeded:  # the first block: T from its own lower bounds, which are then all merged
         best.seed(_lower(model, p[:, :c].T, slice(None), *lay.terms(c0, c1, None)))
     t = best.widened()  # [B]: T, lowered past float64 rounding
     g0 = c0 // _GROUP
-    pmax = p.view(b, ng, _GROUP).amax(2).T  # [ng, B]
-    gi, qi = torch.nonzero(_opened(model, lay, pmax, g0, t), as_tuple=True)
-    if gi.shape[0] == 0:
+    pmax = p.view(b, ng, _GROUP).amax(2)  # [B, ng]
+    pair, thr = _open(model, lay, pmax, g0, t, ends)  # (query, group) as qi * ng + gi
+    if pair.shape[0] == 0:
         return
-    gi_all = gi + g0
-    vals = p.view(b * ng, _GROUP).index_select(0, qi * ng + gi)  # [m, G]
-    upper = _upper(model, lay, vals, gi_all, qi)  # [m, G] float64
-    hit = upper >= t.index_select(0, qi)[:, None]
+    qi, gi = pair // ng, pair % ng
+    vals = p.view(b * ng, _GROUP).index_select(0, pair)  # [m, G]
+    # int8: the entries whose products reach their pair's threshold; then exact bounds.
+    hit = vals >= thr[:, None] if thr is not None else torch.ones_like(vals, dtype=torch.bool)
     if c % _GROUP:
         hit[gi == ng - 1, c % _GROUP :] = False
     flat = torch.nonzero(hit.view(-1)).squeeze(1)
     which = flat // _GROUP
     qb = qi.index_select(0, which)
-    at = gi_all.index_select(0, which) * _GROUP + flat % _GROUP  # scan positions
-    up = upper.view(-1).index_select(0, flat)
-    if not seeded:
-        low = _lower(model, vals.view(-1).index_select(0, flat), qb, *lay.terms(0, 0, at))
-        best.add(qb, low)
-    t = best.widened()
-    keep = up >= t.index_select(0, qb)
-    kept.add(qb[keep], lay.rows.index_select(0, at[keep]), up[keep])
-    kept.maybe_prune(t)
+    at = (gi.index_select(0, which) + g0) * _GROUP + flat % _GROUP  # scan positions
+    v = vals.view(-1).index_select(0, flat)
+    sc, sqn = lay.terms(0, 0, at)
+    up = _upper(model, v, qb, sc, sqn)
+    keep = torch.nonzero(up >= t.index_select(0, qb)).squeeze(1)
+    qb, at, v, up = (x.index_select(0, keep) for x in (qb, at, v, up))
+    if adds and not seeded:
+        sc, sqn = (None if x is None else x.index_select(0, keep) for x in (sc, sqn))
+        if best.add(qb, _lower(model, v, qb, sc, sqn)):  # T rose: drop what no longer reaches it
+            keep = torch.nonzero(up >= best.widened().index_select(0, qb)).squeeze(1)
+            qb, at, up = (
+                qb.index_select(0, keep),
+                at.index_select(0, keep),
+                up.index_select(0, keep),
+            )
+    kept.add(qb, lay.rows.index_select(0, at), up)
+    kept.maybe_prune(best.widened())
 
 
-def _opened(
+def _open(
+    model: _Model,
+    lay: _Layout,
+    pmax: torch.Tensor,
+    g0: int,
+    t: torch.Tensor,
+    ends: tuple[float, float, float],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The (query, group) pairs, as positions q * ng + g of pmax [B, ng] (the group maxima
+    of the products, groups g0.. of the layout), of which some score may reach t [B];
+    int8: with each pair's threshold on its products (_thresholds).
+
+    int8: first the integer maxima against one threshold per query, from the block's
+    extremes (`ends`): a pair that passes its group's own threshold passes that one too."""
+    if not model.int8:
+        return torch.nonzero(_opened_float(model, lay, pmax, g0, t).view(-1)).squeeze(1), None
+    smax_b, smin_b, sqmin_b = ends
+    pair = torch.nonzero((pmax >= _thresholds(model, t, smax_b, smin_b, sqmin_b)[:, None]).view(-1))
+    pair = pair.squeeze(1)
+    if pair.shape[0] == 0:
+        return pair, None
+    assert lay.smin is not None and lay.smax is not None
+    ng = pmax.shape[1]
+    qi, gi = pair // ng, pair % ng + g0
+    sqmin = 0.0 if lay.sqmin is None else lay.sqmin.index_select(0, gi)
+    thr = _thresholds(
+        model,
+        t.index_select(0, qi),
+        lay.smax.index_select(0, gi),
+        lay.smin.index_select(0, gi),
+        sqmin,
+        qi,
+    )
+    keep = torch.nonzero(pmax.view(-1).index_select(0, pair) >= thr).squeeze(1)
+    return pair.index_select(0, keep), thr.index_select(0, keep)
+
+
+def _thresholds(
+    model: _Model,
+    t: torch.Tensor,
+    smax: Any,
+    smin: Any,
+    sqmin: Any,
+    q: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """int8: int32 thresholds on the product P (per query, or per entry of q when given,
+    with t and the row terms per entry): every P whose bound s * (a * P + e) reaches t,
+    for a scale s in [smin, smax] (l2: 2 * that - sqn - const + slack, for sqn >= sqmin),
+    is at least the threshold. The bound rises with P: y below is the least a * P + e."""
+
+    def at(v: torch.Tensor) -> torch.Tensor:
+        return v if q is None else v.index_select(0, q)
+
+    r = t
+    if model.l2:
+        const, slack = at(model.const), at(model.slack)
+        r = (t + sqmin + const - slack) / 2
+        # Widened past the float64 rounding of this sum and of the exact test's, which
+        # may cancel: 2^-52 of these magnitudes.
+        r = r - 2.0**-40 * (t.abs() + sqmin + const.abs() + slack)
+    y = torch.where(r > 0, r / smax, r / smin)  # s * y >= r, s in [smin, smax]
+    thr = ((y - at(model.e)) / at(model.a)).nan_to_num_(nan=-torch.inf, posinf=torch.inf)
+    # - 1: past the float64 rounding of y and thr: their error is 2^-52 of |y| / a and
+    # |e| / a, both < 2^32 (P and e / a are < 2^31) where thr is within the int32 range.
+    return (thr.floor_() - 1).clamp_(-(2.0**31), 2.0**31 - 1).to(torch.int32)
+
+
+def _opened_float(
     model: _Model, lay: _Layout, pmax: torch.Tensor, g0: int, t: torch.Tensor
 ) -> torch.Tensor:
-    """Whether some score of each (group, query) may reach t [B]: bool [ng, B], from the
-    group maxima of the products pmax [ng, B] (groups g0.. of the layout)."""
-    if not (model.int8 or model.l2):  # the maxima are the largest scores
-        return pmax >= t.float()[None, :]
-    g1 = g0 + pmax.shape[0]
+    """fp32 and fp16: whether some score of each (query, group) may reach t [B]: bool
+    [B, ng], from the group maxima of the scores pmax [B, ng] (groups g0.. of the layout)."""
+    if not model.l2:  # the maxima are the largest scores
+        return pmax >= t.float()[:, None]
+    assert lay.sqmin is not None and lay.sqmax is not None
+    g1 = g0 + pmax.shape[1]
+    sqmin, sqmax = lay.sqmin[None, g0:g1], lay.sqmax[None, g0:g1]
     x = pmax.double()
-    if model.int8:  # sc * (a * P + e) for the group's largest P, at either end of its scales
-        assert lay.smin is not None and lay.smax is not None
-        x = x * model.a[None, :] + model.e[None, :]
-        if model.l2 or bool((t <= 0).any()):
-            x = torch.where(x >= 0, x * lay.smax[g0:g1, None], x * lay.smin[g0:g1, None])
-        else:  # T > 0: a negative bracket never reaches it
-            x = x * lay.smax[g0:g1, None]
-    if model.l2:
-        assert lay.sqmin is not None and lay.sqmax is not None
-        sqmin, sqmax = lay.sqmin[g0:g1, None], lay.sqmax[g0:g1, None]
-        if not model.int8:  # the float32 rounding of (2P - sqn) - const
-            x = x + 2.0**-20 * (2 * x.abs() + sqmax + model.const.abs()[None, :])
-        x = 2 * x - sqmin - model.const[None, :] + model.slack[None, :]
-    return x >= t[None, :]
+    x = x + 2.0**-20 * (2 * x.abs() + sqmax + model.const.abs()[:, None])  # float32 rounding
+    x = 2 * x - sqmin - model.const[:, None] + model.slack[:, None]
+    return x >= t[:, None]
 
 
 def _upper(
-    model: _Model, lay: _Layout, vals: torch.Tensor, groups: torch.Tensor, qi: torch.Tensor
+    model: _Model,
+    vals: torch.Tensor,
+    q: torch.Tensor,
+    sc: torch.Tensor | None,
+    sqn: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Upper bounds float64 [m, G] of the entries vals [m, G] (products of the rows of
-    layout groups `groups` [m] with queries qi [m]). fp32/fp16: the float32 score."""
+    """Upper bounds float64 [n] of products vals [n] of queries q [n] with rows whose terms
+    are sc (int8 scale, float64) and sqn (l2). fp32/fp16: the float32 score."""
     if not model.int8:
         s = vals
         if model.l2:
-            assert lay.sqn is not None
-            sqn = lay.sqn.view(-1, _GROUP).index_select(0, groups)
-            s = 2 * s - sqn - model.const.float().index_select(0, qi)[:, None]
+            assert sqn is not None
+            s = 2 * s - sqn - model.const.float().index_select(0, q)
         return s.double()
-    assert lay.scale is not None
-    sc = lay.scale.view(-1, _GROUP).index_select(0, groups)
-    a, e = model.a.index_select(0, qi), model.e.index_select(0, qi)
-    x = (vals.double() * a[:, None] + e[:, None]) * sc
+    assert sc is not None
+    x = (vals.double() * model.a.index_select(0, q) + model.e.index_select(0, q)) * sc
     if model.l2:
-        assert lay.sqn is not None
-        sqn = lay.sqn.view(-1, _GROUP).index_select(0, groups).double()
-        x = 2 * x - sqn - (model.const - model.slack).index_select(0, qi)[:, None]
+        assert sqn is not None
+        x = 2 * x - sqn.double() - (model.const - model.slack).index_select(0, q)
     return x
+
+
+def _group_lower(model: _Model, lay: _Layout, pmax: torch.Tensor, g0: int) -> torch.Tensor:
+    """Lower bounds float64 [ng, B] of the score of each query's best row in groups g0..
+    of the layout, from the group maxima of the products pmax [B, ng]: the row is not
+    known (amax took 0.12 ms a block, max with indices 1 ms), so the group's extremes
+    stand for its scale and squared norm. fp32/fp16: a float32 score no larger than it."""
+    g1 = g0 + pmax.shape[1]
+    if not model.int8:
+        s = pmax
+        if model.l2:  # float32 rounding is monotone: a larger norm gives no larger score
+            assert lay.sqmax is not None
+            s = 2 * s - lay.sqmax[None, g0:g1].float() - model.const.float()[:, None]
+        return s.T.double()
+    assert lay.smin is not None and lay.smax is not None
+    x = (pmax.double() * model.a[:, None] - model.e[:, None]).T  # [ng, B]
+    x = torch.where(x >= 0, x * lay.smin[g0:g1, None], x * lay.smax[g0:g1, None])
+    if model.l2:
+        assert lay.sqmax is not None
+        x = 2 * x - lay.sqmax[g0:g1, None] - model.const[None, :] - model.slack[None, :]
+    return x - 2.0**-40 * (x.abs() + model.mag[None, :])
 
 
 def _lower(
@@ -421,18 +616,22 @@ def _lower(
     """Lower bounds float64 of products vals: of queries q (an index per entry, or
     slice(None): every query along the last dimension) with rows whose terms sc (int8
     scale, float64) and sqn (l2) broadcast against vals. fp32/fp16: the float32 score."""
+
+    def at(v: torch.Tensor) -> torch.Tensor:
+        return v if isinstance(q, slice) else v.index_select(0, q)
+
     if not model.int8:
         s = vals
         if model.l2:
             assert sqn is not None
-            s = 2 * s - sqn - model.const.float()[q]
+            s = 2 * s - sqn - at(model.const).float()
         return s.double()
     assert sc is not None
-    x = (vals.double() * model.a[q] - model.e[q]) * sc
+    x = (vals.double() * at(model.a) - at(model.e)) * sc
     if model.l2:
         assert sqn is not None
-        x = 2 * x - sqn.double() - model.const[q] - model.slack[q]
-    return x - 2.0**-40 * (x.abs() + model.mag[q])
+        x = 2 * x - sqn.double() - at(model.const) - at(model.slack)
+    return x - 2.0**-40 * (x.abs() + at(model.mag))
 
 
 class _Lower:
@@ -446,29 +645,45 @@ class _Lower:
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.n_pending = 0
         self.merge_at = max(b, _MERGE_MIN)
+        self._empty = True
+        self._kth = self.state[:, k - 1].contiguous()
+        self._t = self._widen()
 
     def empty(self) -> bool:
-        return bool(torch.isneginf(self.state[:, 0]).all())
+        if self._empty:  # the state only rises: once not empty, never again
+            self._empty = bool(torch.isneginf(self.state[:, 0]).all())
+        return self._empty
 
     def seed(self, low: torch.Tensor) -> None:
         """Merges the lower bounds low [C, B] of a whole block."""
         both = torch.cat([self.state, low.T], dim=1)
         self.state = torch.topk(both, self.k, dim=1).values.contiguous()
+        self._changed()
 
     def widened(self) -> torch.Tensor:
         """T [B], lowered past the float64 rounding of the bounds compared with it."""
-        t = self.state[:, self.k - 1]
+        return self._t
+
+    def _changed(self) -> None:
+        self._kth = self.state[:, self.k - 1].contiguous()
+        self._t = self._widen()
+
+    def _widen(self) -> torch.Tensor:
+        t = self._kth
         # +inf (k or more scores overflowed) stays: inf - inf would be NaN, which no
         # comparison passes.
         return torch.where(torch.isfinite(t), t - 2.0**-40 * (t.abs() + self.mag), t)
 
-    def add(self, qb: torch.Tensor, low: torch.Tensor) -> None:
-        up = low > self.state[qb, self.k - 1]
-        if bool(up.any()):
-            self.pending.append((qb[up], low[up]))
-            self.n_pending += int(up.sum())
+    def add(self, qb: torch.Tensor, low: torch.Tensor) -> bool:
+        """Takes lower bounds low [m] of queries qb [m]; True when T has moved."""
+        up = torch.nonzero(low > self._kth.index_select(0, qb)).squeeze(1)
+        if up.shape[0]:
+            self.pending.append((qb.index_select(0, up), low.index_select(0, up)))
+            self.n_pending += up.shape[0]
         if self.n_pending >= self.merge_at:
             self.merge()
+            return True
+        return False
 
     def merge(self) -> None:
         if not self.pending:
@@ -479,6 +694,7 @@ class _Lower:
         padded = _per_query(local, low, touched.shape[0], -torch.inf)
         both = torch.cat([self.state[touched], padded], dim=1)
         self.state[touched] = torch.topk(both, self.k, dim=1).values
+        self._changed()
 
 
 def _per_query(qb: torch.Tensor, v: torch.Tensor, b: int, fill: float) -> torch.Tensor:
@@ -518,6 +734,7 @@ def _finish(
     if model.screen and codes.dtype == np.float32 and store.codes.is_contiguous():
         faiss = faiss_module()
     step = max(1, _RESCORE_VALUES // store.dim)
+
     # Overflow goes to +inf, as in the plain path's float32 product.
     with np.errstate(over="ignore", invalid="ignore"):
         for i in np.flatnonzero(bounds[1:] > bounds[:-1]):

@@ -8,7 +8,8 @@ from linr import Index
 from linr.cpu import batch, small
 from linr.search.scanner import Queries, Scanner
 from linr.storage import VectorStore
-from tests.linr.conftest import check_filtered_search
+from linr.testing.topk import assert_same_topk, scores_by_row
+from tests.linr.conftest import check_filtered_search, index_reference
 
 SCREEN_PAYS = batch._screen_pays
 
@@ -216,3 +217,79 @@ def test_scores_at_minus_inf_pad_as_the_blocked_scan(monkeypatch, quant):
     want = index.search(q, 900)
     assert np.array_equal(got.rows, want.rows) and np.array_equal(got.scores, want.scores)
     assert (got.rows[:, -2:] == -1).all() and np.isneginf(got.scores[:, -2:]).all()
+
+
+def test_warm_up_rows_are_not_counted_twice(small_blocks, screen, monkeypatch):
+    """The warm-up's sample (block 0 among them) sets T from its rows' bounds, and the scan
+    then leaves those rows' bounds out: counted again, row 0 (the best) would make T its
+    own score at k = 2, and the second best, at the other end of the rows, would be lost."""
+    n, d, b = 20000, 8, 40
+    x = np.full((n, d), 0.01, np.float32)
+    x[0], x[n - 1] = 100.0, 50.0
+    index = Index(d, "ip", "fp32", "cpu")
+    index.upsert(np.arange(n), x)
+    samples = []
+    warm = batch._warm_up
+    monkeypatch.setattr(batch, "_warm_up", lambda *a: samples.append(warm(*a)) or samples[-1])
+    res = index.search(np.ones((b, d), np.float32), 2)
+    assert small_blocks and samples and 0 in samples[0] and len(samples[0]) > 1
+    assert all(r.tolist() == [0, n - 1] for r in res.rows)
+
+
+@pytest.mark.parametrize("quant", ["fp32", "int8"])
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_scan_order_is_kept_until_a_write(rng, small_blocks, quant, metric):
+    """The scan order (rows sorted by scale or norm, group extremes) is built once per store
+    and rows, and built again after a write: the second search reuses it, the third sees
+    the rewritten rows."""
+    n, d, b, k = 5000, 12, 30, 7
+    index = Index(d, metric, quant, "cpu")
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    index.upsert(np.arange(n), x)
+    q = rng.standard_normal((b, d)).astype(np.float32)
+    index.search(q, k)
+    first = batch._LAYOUTS[index._store]
+    index.search(q, k)
+    assert batch._LAYOUTS[index._store] is first
+    x[rng.integers(0, n, 50)] *= 40.0  # new scales and norms for some rows
+    index.upsert(np.arange(n), x)
+    res = index.search(q, k)
+    assert batch._LAYOUTS[index._store] is not first
+    m = torch.ones(n, dtype=torch.bool)
+    ref_s, ref_i = index_reference(index, q, k, metric, m)
+    full = scores_by_row(*index_reference(index, q, n, metric, m), n)
+    assert_same_topk(res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4, full)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_thresholds_pass_every_product_whose_bound_reaches_t(rng, metric):
+    """batch._thresholds against the bounds it stands for, in float64: every integer
+    product P whose bound s * (a * P + e) (l2: 2 * that - sqn - const + slack) reaches t for
+    some s in [smin, smax] and sqn >= sqmin is at least its threshold; also where the l2
+    terms are 10^9 times the scores (cancellation), t is +-inf, and scales are zero."""
+    b = 4000
+    a = torch.from_numpy(10.0 ** rng.uniform(-6, 0, b))
+    e = torch.from_numpy(10.0 ** rng.uniform(-3, 3, b)) * a
+    const = torch.from_numpy(rng.standard_normal(b) * 10.0 ** rng.integers(0, 10, b))
+    if metric == "ip":
+        const = torch.zeros(b, dtype=torch.float64)
+    slack = 2.0**-18 * const.abs()
+    model = batch._Model(True, False, metric == "l2", a, e, const, slack, e)
+    smin = torch.from_numpy(10.0 ** rng.uniform(-4, 0, b))
+    smin[:50] = 0.0
+    smax = smin * torch.from_numpy(rng.uniform(1, 3, b))
+    sqmin = torch.from_numpy(rng.uniform(0, 4, b)) * const.abs()
+    p = torch.from_numpy(rng.integers(-(2**20), 2**20, b)).double()
+    # half the entries at the extremes, where the threshold is tight
+    edge = torch.from_numpy(rng.random(b) < 0.5)
+    s = smin + (smax - smin) * torch.from_numpy(rng.random(b))
+    s = torch.where(edge, torch.where(p * a + e >= 0, smax, smin), s)
+    sqn = torch.where(edge, sqmin, sqmin * (1 + torch.from_numpy(rng.random(b))))
+    x = (p * a + e) * s
+    score = 2 * x - sqn - (const - slack) if metric == "l2" else x
+    for t in (score, score - 1e-12 * score.abs(), torch.full((b,), -torch.inf)):
+        thr = batch._thresholds(model, t, smax, smin, sqmin if metric == "l2" else 0.0)
+        reach = score >= t
+        assert torch.all(p[reach] >= thr[reach].double())
+    thr = batch._thresholds(model, torch.full((b,), torch.inf), smax, smin, sqmin)
+    assert thr.dtype == torch.int32
