@@ -36,7 +36,7 @@ class VectorStore:
         # on it. Zero for data near the origin, where it would change nothing.
         self.centre = torch.zeros(dim, dtype=torch.float32, device=device) if with_norms else None
         self.centre_fixed = False
-        # Counts the calls that change rows: what is derived from them (linr.cpu.batch's
+        # Rises with every change of the rows: what is derived from them (linr.cpu.batch's
         # scan order) is kept until it moves.
         self.generation = 0
 

@@ -9,8 +9,9 @@ rows is scored (torch.mm for fp32 and fp16, torch._int_mm for int8), then:
   query keeps T, a lower bound of its k-th best score (the k-th largest lower bound of the
   rows seen so far). Only the (group, query) pairs whose bound reaches T are opened;
 - the entries of an opened group that reach T are kept, with their bounds, and T rises.
-T starts from a sample of blocks spread over the rows (_warm_up), so that from the first
-block on a block costs its product, one pass of maxima and a look at a few pairs. int8
+int8 products (stored codes and the screen below) start T from a sample of blocks spread
+over the rows (_warm_up), so that from the first block on a block costs its product, one
+pass of maxima and a look at a few pairs. int8
 tests the integer maxima, then the entries, against thresholds on the products
 (_thresholds) before any float64 bound is taken. The scan order is kept until a write
 (_layout).
@@ -100,8 +101,9 @@ def _screens(store: Any, b: int) -> bool:
     its own scale, block by block; the bounds cover the rounding) and the kept entries
     scored again in float32, where int8 products are enough cheaper to pay for the looser
     bounds: at 1M x 128, B = 1,024 on AMD EPYC the int8 products took 0.35-0.4 s against
-    1.6-2.1 s in float32 and the whole search 1.8-2.2 s against 2.5-3.0 s; at B = 256 the
-    two were even. Measured once per dimension and batch size (_screen_pays)."""
+    1.6-2.1 s in float32; the whole search took 0.55x the float path's time at B = 1,024
+    and 0.50x at 256 (_SCREEN_GAIN). Measured once per dimension, batch size and thread
+    count (_screen_pays)."""
     if store.quantization not in ("fp32", "fp16") or b < _SCREEN_MIN_BATCH:
         return False
     if os.environ.get("LINR_CPU_SCREEN", "") == "off" or not int8.supported(store.dim):
@@ -170,7 +172,7 @@ class _Model:
     e: torch.Tensor  # [B]
     const: torch.Tensor  # [B] (0 for ip)
     slack: torch.Tensor  # [B]: widening of the l2 bounds (float32 rounding)
-    mag: torch.Tensor  # [B]: bounds |sc * (a * P)| + sc * e over all rows (0 for fp32)
+    mag: torch.Tensor  # [B]: bounds |sc * (a * P)| + sc * e over the rows (0 for fp32)
 
 
 def search(
@@ -197,7 +199,8 @@ def search(
         if screen:  # |<q, x - scale * code>| <= scale * (1/2 + 2^-16) * ||q||_1 (the rounding)
             e += (0.5 + 2.0**-16) * q.double().abs().sum(1)
         assert layout.smax is not None
-        mag = float(layout.smax.max()) * (torch.from_numpy(umax) + e)
+        smax = float(layout.smax.max()) if layout.smax.numel() else 0.0
+        mag = smax * (torch.from_numpy(umax) + e)
         lhs = torch.from_numpy(q8)  # [B, D]: _int_mm(lhs, codes [C, D].T)
         a = torch.from_numpy(alpha)
     else:
@@ -236,7 +239,10 @@ def _layout(
     """The scan order of `rows` (None: [0, n_rows)), kept per store until a write: at 1M x
     128 the sort of int8 rows by scale took 0.1 s of a 1.4 s batch. `rows` is matched by
     identity (linr.mask_cache hands the same tensor to a repeated filter)."""
-    key = (store.generation, store.codes.data_ptr(), n_rows, is8, screen, l2)
+    ptrs = tuple(
+        0 if t is None else t.data_ptr() for t in (store.codes, store.scales, store.sqnorms)
+    )
+    key = (store.generation, ptrs, n_rows, is8, screen, l2)
     got = _LAYOUTS.get(store)
     if got is not None and got[0] == key and got[1] is rows:
         return got[2]
@@ -268,7 +274,10 @@ def _warm_up(
     opened), 0.3 s of 1.4 s."""
     full = n // chunk
     w = min(_WARM_BLOCKS, full // _WARM_SHARE)
-    if w == 0:
+    # int8 products only: they are exact, so the sample's bounds are those the scan would
+    # take. A float32 product computed twice need not round alike (BLAS), and T must not
+    # rise past the score the scan keeps.
+    if w == 0 or not model.int8:
         return frozenset()
     picks = sorted({j * full // w for j in range(w)})
     b = lhs.shape[0]
@@ -283,8 +292,8 @@ def _warm_up(
 
 
 class _Kept:
-    """Entries that may reach the top k: query, row, upper bound (float64), score or
-    product (float32 scores for fp32/fp16; int8: the row is scored again at the end)."""
+    """Entries that may reach the top k: query, row, upper bound (float64; fp32/fp16: the
+    float32 score itself; int8: the row is scored again at the end)."""
 
     def __init__(self) -> None:
         self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -443,7 +452,7 @@ def _scan_block(
     if c % _GROUP:  # pad the last block; the padding entries are dropped below
         p = torch.cat([p, p.new_zeros((b, ng * _GROUP - c))], dim=1)
     seeded = adds and best.empty()
-    if seeded:  # the first block: T from its own lower bounds, which are then all merged
+    if seeded:  # T still empty: from this block's own lower bounds, all merged
         best.seed(_lower(model, p[:, :c].T, slice(None), *lay.terms(c0, c1, None)))
     t = best.widened()  # [B]: T, lowered past float64 rounding
     g0 = c0 // _GROUP
@@ -492,7 +501,8 @@ def _open(
     int8: with each pair's threshold on its products (_thresholds).
 
     int8: first the integer maxima against one threshold per query, from the block's
-    extremes (`ends`): a pair that passes its group's own threshold passes that one too."""
+    extremes (`ends`), then one per pair from its group's: each is a threshold for every
+    product of its range of rows (_thresholds), so neither drops an entry that may reach t."""
     if not model.int8:
         return torch.nonzero(_opened_float(model, lay, pmax, g0, t).view(-1)).squeeze(1), None
     smax_b, smin_b, sqmin_b = ends
@@ -675,7 +685,8 @@ class _Lower:
         return torch.where(torch.isfinite(t), t - 2.0**-40 * (t.abs() + self.mag), t)
 
     def add(self, qb: torch.Tensor, low: torch.Tensor) -> bool:
-        """Takes lower bounds low [m] of queries qb [m]; True when T has moved."""
+        """Takes lower bounds low [m] of queries qb [m]; True when the pending bounds were
+        merged (T may have risen)."""
         up = torch.nonzero(low > self._kth.index_select(0, qb)).squeeze(1)
         if up.shape[0]:
             self.pending.append((qb.index_select(0, up), low.index_select(0, up)))

@@ -23,6 +23,7 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(batch, "_MIN_ROWS", 0)
     monkeypatch.setattr(batch, "_MERGE_MIN", 64)  # lazy merges and prunes, often
     monkeypatch.setattr(batch, "_PRUNE_MIN", 256)
+    monkeypatch.setattr(batch, "_WARM_SHARE", 2)  # int8: half the blocks warm T up first
     calls = []
     search = batch.search
     monkeypatch.setattr(batch, "search", lambda *a: calls.append(1) or search(*a))
@@ -222,10 +223,16 @@ def test_scores_at_minus_inf_pad_as_the_blocked_scan(monkeypatch, quant):
 def test_warm_up_rows_are_not_counted_twice(small_blocks, screen, monkeypatch):
     """The warm-up's sample (block 0 among them) sets T from its rows' bounds, and the scan
     then leaves those rows' bounds out: counted again, row 0 (the best) would make T its
-    own score at k = 2, and the second best, at the other end of the rows, would be lost."""
+    own bound at k = 2, and the second best, at the other end of the rows, would be lost.
+    Screened fp32 rows, each with max |x_i| = 100 so that every group's scales are equal
+    and the bounds tight; without the screen there is no warm-up."""
+    if screen == "float":
+        pytest.skip("the warm-up runs with int8 products")
     n, d, b = 20000, 8, 40
     x = np.full((n, d), 0.01, np.float32)
+    x[:, 0] = -100.0
     x[0], x[n - 1] = 100.0, 50.0
+    x[n - 1, 0] = 100.0
     index = Index(d, "ip", "fp32", "cpu")
     index.upsert(np.arange(n), x)
     samples = []
@@ -252,21 +259,26 @@ def test_scan_order_is_kept_until_a_write(rng, small_blocks, quant, metric):
     index.search(q, k)
     assert batch._LAYOUTS[index._store] is first
     x[rng.integers(0, n, 50)] *= 40.0  # new scales and norms for some rows
-    index.upsert(np.arange(n), x)
-    res = index.search(q, k)
-    assert batch._LAYOUTS[index._store] is not first
-    m = torch.ones(n, dtype=torch.bool)
-    ref_s, ref_i = index_reference(index, q, k, metric, m)
-    full = scores_by_row(*index_reference(index, q, n, metric, m), n)
-    assert_same_topk(res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4, full)
+    index.upsert(np.arange(n), x, [{"g": i % 3} for i in range(n)])
+    for f in (None, "g != 1"):  # a filter's rows come from the mask cache: the same tensor
+        res = index.search(q, k, f)
+        assert batch._LAYOUTS[index._store] is not first
+        again = batch._LAYOUTS[index._store]
+        index.search(q, k, f)
+        assert batch._LAYOUTS[index._store] is again
+        m = torch.from_numpy(np.arange(n) % 3 != 1) if f else torch.ones(n, dtype=torch.bool)
+        ref_s, ref_i = index_reference(index, q, k, metric, m)
+        full = scores_by_row(*index_reference(index, q, n, metric, m), n)
+        assert_same_topk(res.rows, res.scores, ref_i.numpy(), ref_s.numpy(), 1e-4, 1e-4, full)
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 def test_thresholds_pass_every_product_whose_bound_reaches_t(rng, metric):
     """batch._thresholds against the bounds it stands for, in float64: every integer
     product P whose bound s * (a * P + e) (l2: 2 * that - sqn - const + slack) reaches t for
-    some s in [smin, smax] and sqn >= sqmin is at least its threshold; also where the l2
-    terms are 10^9 times the scores (cancellation), t is +-inf, and scales are zero."""
+    some s in [smin, smax] and sqn >= sqmin is at least its threshold, per query and per
+    entry (q); also where the l2 terms are 10^9 times the scores (cancellation), t is
+    +-inf, and scales are zero. Tight: at the range's ends it passes little more."""
     b = 4000
     a = torch.from_numpy(10.0 ** rng.uniform(-6, 0, b))
     e = torch.from_numpy(10.0 ** rng.uniform(-3, 3, b)) * a
@@ -276,8 +288,9 @@ def test_thresholds_pass_every_product_whose_bound_reaches_t(rng, metric):
     slack = 2.0**-18 * const.abs()
     model = batch._Model(True, False, metric == "l2", a, e, const, slack, e)
     smin = torch.from_numpy(10.0 ** rng.uniform(-4, 0, b))
-    smin[:50] = 0.0
+    smin[:100] = 0.0  # zero rows in the group
     smax = smin * torch.from_numpy(rng.uniform(1, 3, b))
+    smax[:50] = torch.from_numpy(rng.uniform(1e-4, 1, 50))
     sqmin = torch.from_numpy(rng.uniform(0, 4, b)) * const.abs()
     p = torch.from_numpy(rng.integers(-(2**20), 2**20, b)).double()
     # half the entries at the extremes, where the threshold is tight
@@ -287,9 +300,27 @@ def test_thresholds_pass_every_product_whose_bound_reaches_t(rng, metric):
     sqn = torch.where(edge, sqmin, sqmin * (1 + torch.from_numpy(rng.random(b))))
     x = (p * a + e) * s
     score = 2 * x - sqn - (const - slack) if metric == "l2" else x
+    sq = sqmin if metric == "l2" else 0.0
     for t in (score, score - 1e-12 * score.abs(), torch.full((b,), -torch.inf)):
-        thr = batch._thresholds(model, t, smax, smin, sqmin if metric == "l2" else 0.0)
+        thr = batch._thresholds(model, t, smax, smin, sq)
         reach = score >= t
         assert torch.all(p[reach] >= thr[reach].double())
-    thr = batch._thresholds(model, torch.full((b,), torch.inf), smax, smin, sqmin)
-    assert thr.dtype == torch.int32
+    # tight: at the extremes, no more than 2 below P, past l2's widening (2^-40 of the
+    # magnitudes, in units of P, and the float64 rounding of `score` itself)
+    thr = batch._thresholds(model, score, smax, smin, sq).double()
+    tight = edge & (smin > 0)
+    widen = 0.0
+    if metric == "l2":
+        widen = (2.0**-40 + 2.0**-48) * (score.abs() + sqmin + const.abs() + slack) / (smin * a)
+    below = (p - thr - widen)[tight]
+    assert torch.all(below <= 2 + 1e-6 * p[tight].abs())
+    # per entry: the model's terms of queries q, extremes as floats (the block's)
+    q = torch.from_numpy(rng.integers(100, b, 300))  # rows with scales > 0
+    lo, hi, sqf = float(smin[100:].min()), float(smax[100:].max()), float(sqmin.min())
+    t = score.index_select(0, q)
+    thr = batch._thresholds(model, t, hi, lo, sqf if metric == "l2" else 0.0, q)
+    assert torch.all(p.index_select(0, q) >= thr.double())
+    top = batch._thresholds(model, torch.full((b,), torch.inf), smax, smin, sq)
+    assert top.dtype == torch.int32
+    # ip: +inf reaches nothing; l2: inf - inf is NaN, which passes every product
+    assert torch.all(top == (2**31 - 1 if metric == "ip" else -(2**31)))
