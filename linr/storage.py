@@ -39,10 +39,6 @@ class VectorStore:
         # Rises with every change of the rows: what is derived from them (linr.cpu.batch's
         # scan order) is kept until it moves.
         self.generation = 0
-        # int8: upper bounds of each row's ||code||_2 (code_norms), built on first use for
-        # rows [0, _norms_n) and kept with the rows after that.
-        self._code_norms: torch.Tensor | None = None
-        self._norms_n = 0
 
     @property
     def capacity(self) -> int:
@@ -62,12 +58,10 @@ class VectorStore:
             return out
 
         codes, scales, sqnorms = _grow(self.codes), _grow(self.scales), _grow(self.sqnorms)
-        norms = _grow(self._code_norms)
 
         def install() -> None:
             assert codes is not None
             self.codes, self.scales, self.sqnorms = codes, scales, sqnorms
-            self._code_norms = norms
             self.generation += 1
 
         return install
@@ -84,22 +78,7 @@ class VectorStore:
             self.scales[rows] = scales
         if self.sqnorms is not None:
             self.sqnorms[rows] = self.centred_sqnorms(decode(codes, scales))
-        if self._code_norms is not None:
-            self._code_norms[rows] = _norm_bounds(codes)
         self.generation += 1
-
-    def code_norms(self, n_rows: int) -> torch.Tensor:
-        """int8: float32 [n_rows], at least ||code||_2 of each row (linr.cpu.int8's bound per
-        row). Built on first use (1M x 128: 0.16 s) and kept up to date by writes after it."""
-        if self._code_norms is None:
-            self._code_norms = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
-            self._norms_n = 0
-        step = 1 << 16
-        for r0 in range(self._norms_n, n_rows, step):
-            r1 = min(r0 + step, n_rows)
-            self._code_norms[r0:r1] = _norm_bounds(self.codes[r0:r1])
-        self._norms_n = max(self._norms_n, n_rows)
-        return self._code_norms[:n_rows]
 
     def centred_sqnorms(self, x: torch.Tensor) -> torch.Tensor:
         """||x - c||^2 per row, summed in float64: these are exact inputs of every score."""
@@ -117,7 +96,7 @@ class VectorStore:
         return decode(self.codes[rows], scales)
 
     def memory_bytes(self) -> int:
-        tensors = [self.codes, self.scales, self.sqnorms, self._code_norms]
+        tensors = [self.codes, self.scales, self.sqnorms]
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
     def state_dict(self, n_rows: int) -> dict[str, torch.Tensor]:
@@ -146,17 +125,7 @@ class VectorStore:
             if "centre" in tensors:
                 self.centre = tensors["centre"].to(self.device, torch.float32)
             self.centre_fixed = n > 0 or "centre" in tensors
-        self._code_norms, self._norms_n = None, 0
         self.generation += 1
-
-
-def _norm_bounds(codes: torch.Tensor) -> torch.Tensor:
-    """float32 upper bounds of ||code||_2 of int8 rows: torch's float32 norm (1M x 128 in
-    0.16 s here, against 0.68 s for an exact int32 sum of squares), raised past its
-    rounding, at most (D + 2) * 2^-24 of it."""
-    d = codes.shape[1] if codes.dim() == 2 else 0
-    nrm = torch.linalg.vector_norm(codes.float(), dim=1) if d else codes.new_zeros(0).float()
-    return torch.nextafter(nrm * (1 + (d + 4) * 2.0**-24), torch.tensor(torch.inf))
 
 
 def choose_centre(x: torch.Tensor) -> torch.Tensor:

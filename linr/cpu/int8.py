@@ -14,7 +14,6 @@ those of the plain path, at a quarter of the bytes read (an int8 row is D bytes)
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 import numpy as np
 import torch
@@ -74,26 +73,6 @@ def products(q8: np.ndarray, codes: torch.Tensor) -> np.ndarray:
     return torch._int_mm(codes, qt).T.contiguous().numpy()
 
 
-def residual_terms(
-    q: torch.Tensor, quant: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The parts of quantize_queries' error bound, per query (float64 [B] each): a row with
-    scale s and codes of norm <= nrm has |exact - approx| <= s * (rnd + min(l1, l2 * nrm)).
-    l1 = 127 ||r||_1 is the bound of quantize_queries (|code_i| <= 127), l2 * nrm the
-    Cauchy-Schwarz one, ||r||_2 ||code||_2: 2-3x tighter on rows that are not flat (at
-    38,695 x 384 and 1M x 128, ~200 rows then reach T at k = 100 against 640 and 460); rnd
-    is the rounding of the decode and of the float32 rescore. Each carries c's margin."""
-    q8, alpha, _, _ = quant
-    q64 = q.double().numpy()
-    d = q64.shape[1]
-    r = q64 - alpha[:, None] * q8
-    r1, r2 = np.abs(r).sum(1), np.sqrt(np.square(r).sum(1))
-    u = (d + 8) * 2.0**-24
-    m = 1 + 2.0**-20
-    rnd = 127.0 * u / (1 - u) * (np.abs(q64).sum(1) + r1) * m
-    return rnd, 127.0 * r1 * m, r2 * m
-
-
 def candidates(
     prod: np.ndarray,
     quant: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
@@ -101,14 +80,12 @@ def candidates(
     k: int,
     allowed: np.ndarray | None = None,
     l2: tuple[np.ndarray, np.ndarray] | None = None,
-    norms: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """Columns that may hold an exact top-k entry of some query: upper >= T, the k-th
     largest lower bound in the query's row. prod: int32 [B, n] from `products`; quant:
     from quantize_queries; scales [n]; allowed: bool [n] or None (all); l2: (||x - c||^2
-    [n], ||q||^2 - ||c||^2 [B]) for l2 scores 2<q - c, x> - ||x - c||^2 - const; norms:
-    (upper bounds float32 [n] of the rows' ||code||_2, residual_terms of the queries), for
-    a bound per row. Returns columns int64 [m], ascending.
+    [n], ||q||^2 - ||c||^2 [B]) for l2 scores 2<q - c, x> - ||x - c||^2 - const.
+    Returns columns int64 [m], ascending.
 
     A float32 screen first, widened past its own rounding (2^-18 of the magnitudes), keeps
     a superset of the columns; their bounds are then taken again in float64."""
@@ -120,12 +97,7 @@ def candidates(
         mags = 2 * float(sc.max(initial=0)), float(sqn.max(initial=0))
     for b in range(prod.shape[0]):
         e = 127.0 * c[b]
-        ew: np.ndarray | np.float32 = np.float32(e + 2.0**-18 * (umax[b] + e))
-        err64: Any = e
-        if norms is not None:  # per row: rnd + min(l1, l2 * nrm) <= e (residual_terms)
-            nrm, (rnd, l1, l2n) = norms
-            cs = np.minimum(nrm * np.float32(l2n[b] * (1 + 2.0**-18)), np.float32(l1[b]))
-            ew = cs + np.float32(rnd[b] + 2.0**-18 * (umax[b] + e))
+        ew = np.float32(e + 2.0**-18 * (umax[b] + e))
         u = np.multiply(prod[b], np.float32(alpha[b]), dtype=np.float32)
         lo = np.subtract(u, ew, out=np.empty_like(u))
         lo *= sc
@@ -144,9 +116,7 @@ def candidates(
         # float64 bounds of those columns (the rigorous ones), and T among them.
         s64 = scales[cols].astype(np.float64)
         a = prod[b, cols] * alpha[b] * s64
-        if norms is not None:
-            err64 = rnd[b] + np.minimum(l1[b], l2n[b] * nrm[cols].astype(np.float64))
-        err = err64 * s64
+        err = e * s64
         if l2 is not None:
             sqn64 = l2[0][cols].astype(np.float64)
             const64 = float(l2[1][b])

@@ -320,9 +320,7 @@ def _int8_scores(
             sqn_all[:n_rows] if where is None else sqn_all[where],
             queries.l2_const.double().numpy(),
         )
-    nrm = store.code_norms(n_rows).numpy()
-    norms = (nrm if where is None else nrm[where], int8.residual_terms(q, quant))
-    cand = int8.candidates(prod, quant, scales, k, mask, l2, norms)
+    cand = int8.candidates(prod, quant, scales, k, mask, l2)
     if where is not None:
         cand = where[cand]
     s = _dot_all(q, _decode(store, torch.from_numpy(cand)), faiss)
