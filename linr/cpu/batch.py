@@ -279,7 +279,7 @@ def _warm_up(
     # rise past the score the scan keeps.
     if w == 0 or not model.int8:
         return frozenset()
-    picks = sorted({j * full // w for j in range(w)})
+    picks = [j * full // w for j in range(w)]  # distinct: full // w >= _WARM_SHARE
     b = lhs.shape[0]
     ng = chunk // _GROUP
     lows = []
@@ -546,8 +546,8 @@ def _thresholds(
     if model.l2:
         const, slack = at(model.const), at(model.slack)
         r = (t + sqmin + const - slack) / 2
-        # Widened past the float64 rounding of this sum and of the exact test's, which
-        # may cancel: 2^-52 of these magnitudes.
+        # Widened by 2^-40 of these magnitudes, past the float64 rounding of this sum and
+        # of the exact test's (2^-52 of them), which may cancel.
         r = r - 2.0**-40 * (t.abs() + sqmin + const.abs() + slack)
     y = torch.where(r > 0, r / smax, r / smin)  # s * y >= r, s in [smin, smax]
     thr = ((y - at(model.e)) / at(model.a)).nan_to_num_(nan=-torch.inf, posinf=torch.inf)
@@ -560,7 +560,8 @@ def _opened_float(
     model: _Model, lay: _Layout, pmax: torch.Tensor, g0: int, t: torch.Tensor
 ) -> torch.Tensor:
     """fp32 and fp16: whether some score of each (query, group) may reach t [B]: bool
-    [B, ng], from the group maxima of the scores pmax [B, ng] (groups g0.. of the layout)."""
+    [B, ng], from the group maxima of the products pmax [B, ng] (ip: the scores; groups
+    g0.. of the layout)."""
     if not model.l2:  # the maxima are the largest scores
         return pmax >= t.float()[:, None]
     assert lay.sqmin is not None and lay.sqmax is not None
@@ -599,15 +600,9 @@ def _group_lower(model: _Model, lay: _Layout, pmax: torch.Tensor, g0: int) -> to
     """Lower bounds float64 [ng, B] of the score of each query's best row in groups g0..
     of the layout, from the group maxima of the products pmax [B, ng]: the row is not
     known (amax took 0.12 ms a block, max with indices 1 ms), so the group's extremes
-    stand for its scale and squared norm. fp32/fp16: a float32 score no larger than it."""
+    stand for its scale and squared norm. int8 products only (_warm_up)."""
     g1 = g0 + pmax.shape[1]
-    if not model.int8:
-        s = pmax
-        if model.l2:  # float32 rounding is monotone: a larger norm gives no larger score
-            assert lay.sqmax is not None
-            s = 2 * s - lay.sqmax[None, g0:g1].float() - model.const.float()[:, None]
-        return s.T.double()
-    assert lay.smin is not None and lay.smax is not None
+    assert model.int8 and lay.smin is not None and lay.smax is not None
     x = (pmax.double() * model.a[:, None] - model.e[:, None]).T  # [ng, B]
     x = torch.where(x >= 0, x * lay.smin[g0:g1, None], x * lay.smax[g0:g1, None])
     if model.l2:
@@ -665,7 +660,7 @@ class _Lower:
         return self._empty
 
     def seed(self, low: torch.Tensor) -> None:
-        """Merges the lower bounds low [C, B] of a whole block."""
+        """Merges the lower bounds low [C, B] (of distinct rows, none merged before)."""
         both = torch.cat([self.state, low.T], dim=1)
         self.state = torch.topk(both, self.k, dim=1).values.contiguous()
         self._changed()
